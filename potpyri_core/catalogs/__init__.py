@@ -1,0 +1,1 @@
+"""Reference catalogs: sources (local files, online services) normalised to one set of columns."""

@@ -1,0 +1,99 @@
+"""Normalise catalog tables from VizieR, the Gaia archive and local files to one schema.
+
+Canonical columns: ``ra``, ``dec`` (deg), optional ``pmra``, ``pmdec`` (mas/yr, pmra with
+cos dec), ``ref_epoch`` (Julian year), and per band ``mag_<band>`` / ``err_<band>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.table import Table
+
+POSITION_NAMES = {
+    "ra": ["ra", "RA_ICRS", "RAJ2000", "RAdeg", "RA"],
+    "dec": ["dec", "DE_ICRS", "DEJ2000", "DEdeg", "DEC", "Dec"],
+    "pmra": ["pmra", "pmRA"],
+    "pmdec": ["pmdec", "pmDE"],
+    "ref_epoch": ["ref_epoch", "Epoch"],
+}
+MAGNITUDE_NAMES = {
+    "G": (["phot_g_mean_mag", "Gmag"], []),
+    "u": (["umag", "uPSF", "u_psf"], ["e_umag", "e_uPSF"]),
+    "v": (["vmag", "vPSF", "v_psf"], ["e_vmag", "e_vPSF"]),
+    "g": (["gmag", "gPSF", "g_psf"], ["e_gmag", "e_gPSF"]),
+    "r": (["rmag", "rPSF", "r_psf"], ["e_rmag", "e_rPSF"]),
+    "i": (["imag", "iPSF", "i_psf"], ["e_imag", "e_iPSF"]),
+    "z": (["zmag", "zPSF", "z_psf"], ["e_zmag", "e_zPSF"]),
+    "y": (["ymag", "yPSF", "y_psf"], ["e_ymag", "e_yPSF"]),
+    "J": (["Jmag"], ["e_Jmag"]),
+    "H": (["Hmag"], ["e_Hmag"]),
+    "K": (["Kmag", "Ksmag"], ["e_Kmag", "e_Ksmag"]),
+}
+GAIA_DR3_EPOCH = 2016.0
+
+
+def _first(table: Table, names: list[str]) -> str | None:
+    for name in names:
+        if name in table.colnames:
+            return name
+    return None
+
+
+def normalise(table: Table, source: str) -> Table:
+    """Return a new table in the canonical schema.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        A catalog with VizieR (Gaia DR3 I/355, PS1 II/349, 2MASS II/246, SkyMapper, SDSS)
+        or Gaia-archive column names.
+    source : str
+        Where the table came from, for messages.
+
+    Raises
+    ------
+    ValueError
+        If the table has no recognisable position columns.
+    """
+    out = Table()
+    for canonical, names in POSITION_NAMES.items():
+        name = _first(table, names)
+        if name is not None:
+            out[canonical] = np.asarray(table[name].filled(np.nan) if hasattr(table[name], "filled") else table[name],
+                                        dtype=float)
+    if "ra" not in out.colnames or "dec" not in out.colnames:
+        raise ValueError(
+            f"{source}: no position columns; expected one of {POSITION_NAMES['ra']} and {POSITION_NAMES['dec']}"
+        )
+    if "pmra" in out.colnames and "ref_epoch" not in out.colnames:
+        out["ref_epoch"] = GAIA_DR3_EPOCH
+    for band, (mag_names, err_names) in MAGNITUDE_NAMES.items():
+        name = _first(table, mag_names)
+        if name is None:
+            continue
+        column = table[name]
+        out[f"mag_{band}"] = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
+        err = _first(table, err_names)
+        if err is not None:
+            column = table[err]
+            out[f"err_{band}"] = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
+    out.meta["source"] = source
+    return out
+
+
+def bands(table: Table) -> list[str]:
+    """Bands with magnitudes in a normalised table."""
+    return [c[4:] for c in table.colnames if c.startswith("mag_")]
+
+
+def at_epoch(table: Table, epoch: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (deg) propagated linearly with the proper motions to ``epoch`` (Julian year)."""
+    ra, dec = np.array(table["ra"]), np.array(table["dec"])
+    if "pmra" not in table.colnames:
+        return ra, dec
+    dt = epoch - np.array(table["ref_epoch"], dtype=float)
+    pmra = np.nan_to_num(np.array(table["pmra"], dtype=float))
+    pmdec = np.nan_to_num(np.array(table["pmdec"], dtype=float))
+    dec_new = dec + pmdec * dt / 3.6e6
+    ra_new = ra + pmra * dt / 3.6e6 / np.cos(np.radians(dec))
+    return ra_new, dec_new

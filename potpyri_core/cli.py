@@ -1,0 +1,135 @@
+"""The ``potpyri`` command: reduce, sort, instruments, simulate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from potpyri_core import __version__
+from potpyri_core.options import STAGES, RunOptions
+from potpyri_core.plugins import PluginManager, UnknownInstrumentError
+
+
+def _instrument(pm: PluginManager, name: str):
+    try:
+        return pm.instrument(name)
+    except UnknownInstrumentError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _warn_problems(pm: PluginManager) -> None:
+    for problem in pm.problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="potpyri")
+def main() -> None:
+    """potpyri: automatic reduction of optical and infrared imaging."""
+
+
+@main.command()
+def instruments() -> None:
+    """List installed plugins, their instruments and versions."""
+    pm = PluginManager()
+    entries = pm.instruments()
+    _warn_problems(pm)
+    if not entries:
+        click.echo("no instruments installed: pip install potpyri-gemini (or -keck, -mmt, -magellan)")
+        return
+    click.echo(f"{'instrument':<12}{'aliases':<40}{'plugin':<20}version")
+    for name in sorted(entries):
+        entry = entries[name]
+        aliases = ", ".join(entry.settings.aliases)
+        click.echo(f"{entry.settings.name:<12}{aliases[:39]:<40}{entry.plugin:<20}{entry.version}")
+
+
+@main.command()
+@click.argument("instrument")
+@click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--file-list-name", default="file_list.txt", show_default=True, help="Name of the file list.")
+@click.option("--proc", default=2, show_default=True, help="Processes used to read headers.")
+def sort(instrument: str, data_path: Path, file_list_name: str, proc: int) -> None:
+    """Classify the raw files of DATA_PATH and write file_list.txt (raw files are only read)."""
+    from potpyri_core.filelist import sort_night
+
+    pm = PluginManager()
+    settings = _instrument(pm, instrument)
+    _warn_problems(pm)
+    table = sort_night(settings, data_path, file_list_name, redo=True, workers=proc)
+    for kind in sorted(set(table["Type"])):
+        click.echo(f"{kind:<8}{int((table['Type'] == kind).sum())}")
+    click.echo(f"wrote {data_path / file_list_name}")
+
+
+@main.command()
+@click.argument("instrument")
+@click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", default=None, help="Reduce only this target (calibrations are always used).")
+@click.option("--proc", default=2, show_default=True, help="Processes (the frame is the unit of parallelism).")
+@click.option("--include-bad", is_flag=True, help="Also reduce frames classified BAD or SPEC.")
+@click.option("--no-redo-sort", is_flag=True, help="Reuse file_list.txt as it is (keeps a person's edits).")
+@click.option("--file-list-name", default="file_list.txt", show_default=True, help="Name of the file list.")
+@click.option("--phot-sn-min", default=10.0, show_default=True, help="Lowest S/N of zero-point stars.")
+@click.option("--phot-sn-max", default=500.0, show_default=True, help="Highest S/N of zero-point stars.")
+@click.option("--fwhm-init", default=5.0, show_default=True, help="First guess of the FWHM (pixels).")
+@click.option("--skip-skysub", is_flag=True, help="Do not subtract the sky.")
+@click.option("--skip-flatten", is_flag=True, help="Do not divide by a flat.")
+@click.option("--skip-cr", is_flag=True, help="Do not flag cosmic rays.")
+@click.option("--skip-gaia", is_flag=True, help="Keep the header WCS (no astrometric solution).")
+@click.option("--fieldcenter", nargs=2, type=float, default=None, help="RA DEC (deg) of the stack centre.")
+@click.option("--out-size", type=int, default=None, help="Side of the stack in unbinned pixels.")
+@click.option("--stages", multiple=True, type=click.Choice(STAGES), help="Run only these stages (repeat).")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Saved catalog (FITS/CSV/ECSV, VizieR or Gaia-archive columns) instead of a query; repeat.")
+def reduce(instrument: str, data_path: Path, **kw) -> None:
+    """Reduce the night in DATA_PATH taken with INSTRUMENT (products in DATA_PATH/red)."""
+    from potpyri_core.pipeline import Pipeline, setup_logging
+
+    pm = PluginManager()
+    settings = _instrument(pm, instrument)
+    _warn_problems(pm)
+    options = RunOptions(
+        target=kw["target"], proc=kw["proc"], include_bad=kw["include_bad"], redo_sort=not kw["no_redo_sort"],
+        file_list_name=kw["file_list_name"], phot_sn_min=kw["phot_sn_min"], phot_sn_max=kw["phot_sn_max"],
+        fwhm_init=kw["fwhm_init"], skip_skysub=kw["skip_skysub"], skip_flatten=kw["skip_flatten"],
+        skip_cr=kw["skip_cr"], skip_gaia=kw["skip_gaia"], fieldcenter=kw["fieldcenter"] or None,
+        out_size=kw["out_size"], stages=tuple(kw["stages"]) or STAGES, catalogs=tuple(kw["catalogs"]),
+    )
+    log_path = setup_logging(data_path / "red", settings.name)
+    summary = Pipeline(settings, data_path, options, pm).run()
+    click.echo(summary.table())
+    for path in summary.stacks:
+        click.echo(f"stack: {path}")
+    click.echo(f"log: {log_path}")
+    if summary.failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("instrument")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=1, show_default=True, help="Random seed (same seed, same night).")
+@click.option("--binning", default=2, show_default=True, help="On-chip binning (4 makes a small, fast night).")
+@click.option("--n-science", default=5, show_default=True)
+@click.option("--n-flats", default=3, show_default=True)
+@click.option("--n-bias", default=3, show_default=True)
+@click.option("--band", default="r", show_default=True)
+@click.option("--exptime", default=120.0, show_default=True, help="Science exposure (s).")
+@click.option("--fwhm", default=0.8, show_default=True, help="Seeing FWHM (arcsec).")
+def simulate(instrument: str, outdir: Path, **kw) -> None:
+    """Simulate a raw night of INSTRUMENT in OUTDIR, with its truth and reference catalogs."""
+    from potpyri_core.simulate.instrument_night import simulate_instrument_night
+
+    pm = PluginManager()
+    settings = _instrument(pm, instrument)
+    paths = simulate_instrument_night(pm, settings, outdir, **kw)
+    click.echo(f"simulated {settings.name} night in {outdir}")
+    for key, value in paths.items():
+        click.echo(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The core's default implementations of the *do* hooks (registered with ``trylast``)."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from potpyri_core import hookimpl
+from potpyri_core.frames import Classification, Frame
+from potpyri_core.maskbits import Bit
+from potpyri_core.settings import InstrumentSettings
+from potpyri_core.stages import calibrate, classify, mask, rawformat, sky
+
+
+@hookimpl(trylast=True)
+def potpyri_read_header(instrument: InstrumentSettings, path: Path) -> fits.Header:
+    """Default: main header merged with the instrument's ``merge_ext``."""
+    return classify.read_header(instrument, path)
+
+
+@hookimpl(trylast=True)
+def potpyri_classify(instrument: InstrumentSettings, header: fits.Header, path: Path) -> Classification:
+    """Default: the instrument's frame-typing rules and keyword map."""
+    return classify.classify(instrument, header, path)
+
+
+@hookimpl(trylast=True)
+def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame:
+    """Default: overscan, trim, gain and mosaic from the amplifier settings and sections."""
+    header = classify.read_header(instrument, path)
+    return rawformat.assemble(instrument, hdul, path, header)
+
+
+@hookimpl(trylast=True)
+def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], options: Any) -> Frame:
+    """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat."""
+    group = options.get("group", kind) if isinstance(options, dict) else kind
+    return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group)
+
+
+@hookimpl(trylast=True)
+def potpyri_apply_calibrations(instrument: InstrumentSettings, frame: Frame, masters: dict[str, Frame],
+                               options: Any) -> Frame:
+    """Default: bias, dark, flat and the error map."""
+    return calibrate.apply_calibrations(frame, masters, float(frame.meta["exptime"]))
+
+
+@hookimpl(trylast=True)
+def potpyri_mask(instrument: InstrumentSettings, frame: Frame, options: Any) -> np.ndarray:
+    """Default: cosmic rays (unless skipped) and a grown halo around saturated pixels."""
+    bits = mask.grow(frame.mask, Bit.SATURATED, 2).astype(np.uint16) * np.uint16(Bit.NEIGHBOUR)
+    if not options.skip_cr:
+        sat_e = instrument.detector.saturation_adu * min(a.gain for a in instrument.detector.amplifiers)
+        crs = mask.cosmic_ray_mask(frame, saturation_e=sat_e)
+        bits |= crs.astype(np.uint16) * np.uint16(Bit.COSMIC_RAY)
+        frame.header["NCRPIX"] = (int(crs.sum()), "pixels flagged as cosmic rays")
+    return bits
+
+
+@hookimpl(trylast=True)
+def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> list[Frame]:
+    """Default: a 2-D background per frame (optical)."""
+    return [sky.subtract_sky(f) for f in frames]
+
+
+@hookimpl(trylast=True)
+def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int) -> fits.HDUList:
+    """Default: amplifiers cut from the focal-plane grid as the settings describe."""
+    seed = zlib.crc32(f"{exposure.kind}-{exposure.index}-{exposure.config.seed}".encode())
+    rng = np.random.default_rng(seed)
+    return rawformat.pack(instrument, exposure, binning, rng)
+

@@ -1,0 +1,102 @@
+"""The data model: a classified raw file and a frame of pixels in electrons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from potpyri_core.maskbits import MASK_BITS
+
+
+@dataclass
+class Classification:
+    """What a raw file is, as written to one row of ``file_list.txt``."""
+
+    file: str
+    target: str
+    filter: str
+    amp: str
+    binning: str
+    exptime: float
+    type: str
+    """SCIENCE, FLAT, BIAS, DARK, SPEC or BAD."""
+    time: float
+    """MJD of the start of the exposure (NaN when unknown)."""
+    reason: str = ""
+    """Why a file is BAD or SPEC."""
+
+    @property
+    def targtype(self) -> str:
+        """Group of frames stacked together: target, filter, amplifiers, binning."""
+        return f"{self.target}_{self.filter}_{self.amp}_{self.binning}"
+
+    @property
+    def caltype(self) -> str:
+        """Calibration group the file belongs to (or needs)."""
+        if self.type == "BIAS":
+            return f"bias_{self.amp}_{self.binning}"
+        if self.type == "DARK":
+            return f"dark_{self.exptime:g}_{self.amp}_{self.binning}"
+        if self.type in ("FLAT", "SCIENCE"):
+            prefix = "flat" if self.type == "FLAT" else "sci"
+            return f"{prefix}_{self.filter}_{self.amp}_{self.binning}"
+        return self.type.lower()
+
+
+@dataclass
+class Frame:
+    """Pixels in electrons with their error, mask and header.
+
+    Attributes
+    ----------
+    data : ndarray
+        float32 image in electrons (e-), or e-/s for stacks (see ``header['BUNIT']``).
+    variance : ndarray
+        float32 variance in the same units squared.
+    mask : ndarray
+        uint16 data-quality bits (:mod:`potpyri_core.maskbits`).
+    header : astropy.io.fits.Header
+        Header with the WCS and processing keywords.
+    """
+
+    data: np.ndarray
+    variance: np.ndarray
+    mask: np.ndarray
+    header: fits.Header
+    name: str = ""
+    readnoise: np.ndarray | None = None
+    """Per-pixel read noise (e-) of the amplifier each pixel came from."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wcs(self) -> WCS:
+        """The frame's current WCS."""
+        return WCS(self.header, relax=True)
+
+    def to_hdul(self, extra: list[fits.BinTableHDU] | None = None) -> fits.HDUList:
+        """Return SCI, MASK, ERROR extensions (plus ``extra``) as an HDU list."""
+        primary = fits.PrimaryHDU(self.data.astype(np.float32), header=self.header)
+        primary.header["EXTNAME"] = "SCI"
+        mask_header = fits.Header()
+        for bit, (name, text) in MASK_BITS.items():
+            mask_header[f"MASKB{bit.bit_length() - 1}"] = (f"{bit}={name}", text[:50])
+        mask_hdu = fits.ImageHDU(self.mask.astype(np.uint16), header=mask_header, name="MASK")
+        error = np.sqrt(np.clip(self.variance, 0, None)).astype(np.float32)
+        err_hdu = fits.ImageHDU(error, name="ERROR")
+        err_hdu.header["BUNIT"] = self.header.get("BUNIT", "electron")
+        return fits.HDUList([primary, mask_hdu, err_hdu, *(extra or [])])
+
+    @classmethod
+    def from_file(cls, path: Path) -> Frame:
+        """Read a frame written by :meth:`to_hdul`."""
+        with fits.open(path) as hdul:
+            data = hdul[0].data.astype(np.float32)
+            mask = hdul["MASK"].data.astype(np.uint16)
+            error = hdul["ERROR"].data.astype(np.float32)
+            header = hdul[0].header.copy()
+        return cls(data=data, variance=error**2, mask=mask, header=header, name=Path(path).name)

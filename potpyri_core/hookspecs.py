@@ -1,0 +1,145 @@
+"""Every extension point of potpyri, in one place.
+
+Two kinds of hooks:
+
+- *provide* hooks (``potpyri_instruments``, ``potpyri_catalog_sources``): every plugin may
+  answer and the results are collected.
+- *do* hooks (``firstresult=True``): the first implementation that returns something other
+  than ``None`` wins. The core's defaults are registered as a built-in plugin with
+  ``trylast=True``; an instrument plugin implements a *do* hook only where its instrument
+  differs, and returns ``None`` for every instrument that is not its own.
+
+Every *do* hook receives ``instrument``, the validated
+:class:`~potpyri_core.settings.InstrumentSettings` of the instrument being reduced.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.wcs import WCS
+
+    from potpyri_core.frames import Classification, Frame
+    from potpyri_core.settings import InstrumentSettings
+
+hookspec = pluggy.HookspecMarker("potpyri")
+
+
+# ---------------------------------------------------------------- provide hooks
+@hookspec
+def potpyri_instruments() -> list[dict[str, Any]]:
+    """Provide the raw settings of the instruments this plugin supports.
+
+    Returns
+    -------
+    list of dict
+        Raw settings mappings (usually read from TOML with
+        :func:`potpyri_core.settings.settings_from_package`); the core validates them
+        against :class:`~potpyri_core.settings.InstrumentSettings`.
+    """
+
+
+@hookspec
+def potpyri_catalog_sources() -> list[Any]:
+    """Provide catalog sources (objects with ``name``, ``bands`` and ``query``).
+
+    See :class:`potpyri_core.catalogs.base.CatalogSource` for the protocol.
+    """
+
+
+# ---------------------------------------------------------------- do hooks: reading
+@hookspec(firstresult=True)
+def potpyri_read_header(instrument: InstrumentSettings, path: Path) -> fits.Header | None:
+    """Read the header used to classify ``path`` (main header merged with ``merge_ext``)."""
+
+
+@hookspec(firstresult=True)
+def potpyri_classify(
+    instrument: InstrumentSettings, header: fits.Header, path: Path
+) -> Classification | None:
+    """Classify a file: frame type, target, filter, exposure, binning, amplifiers, time."""
+
+
+@hookspec(firstresult=True)
+def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame | None:
+    """Turn a raw file into one frame in electrons.
+
+    Subtract each amplifier's overscan, trim to its data section, multiply by its gain,
+    place it in the mosaic (inserting chip gaps), flag saturated pixels (in raw ADU),
+    compute the read-noise map and set an initial WCS from the header.
+    """
+
+
+# ---------------------------------------------------------------- do hooks: calibration
+@hookspec(firstresult=True)
+def potpyri_build_calibration(
+    instrument: InstrumentSettings, kind: str, frames: list[Frame], options: Any
+) -> Frame | None:
+    """Combine assembled frames of one kind (``bias``, ``dark``, ``flat``) into a master."""
+
+
+@hookspec(firstresult=True)
+def potpyri_apply_calibrations(
+    instrument: InstrumentSettings, frame: Frame, masters: dict[str, Frame], options: Any
+) -> Frame | None:
+    """Subtract bias/dark, divide by the flat and build the error map of one frame."""
+
+
+@hookspec(firstresult=True)
+def potpyri_mask(instrument: InstrumentSettings, frame: Frame, options: Any) -> np.ndarray | None:
+    """Return the data-quality bits (``uint16``) to OR into the frame's mask.
+
+    The default flags cosmic rays (astroscrappy on native pixels) and satellite trails.
+    """
+
+
+@hookspec(firstresult=True)
+def potpyri_subtract_sky(
+    instrument: InstrumentSettings, frames: list[Frame], options: Any
+) -> list[Frame] | None:
+    """Subtract the sky from the frames of one target (2-D model, or from dithers in the NIR)."""
+
+
+# ---------------------------------------------------------------- do hooks: astrometry
+@hookspec(firstresult=True)
+def potpyri_solve_wcs(
+    instrument: InstrumentSettings, frame: Frame, reference: Table, options: Any
+) -> WCS | None:
+    """Solve and refine the WCS of a frame against a reference catalog (with distortion)."""
+
+
+# ---------------------------------------------------------------- do hooks: stacking
+@hookspec(firstresult=True)
+def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> Frame | None:
+    """Resample frames to a common north-up grid and combine them into a stack."""
+
+
+# ---------------------------------------------------------------- do hooks: photometry
+@hookspec(firstresult=True)
+def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> Table | None:
+    """Measure the sources of a stack (aperture photometry); return the source table."""
+
+
+@hookspec(firstresult=True)
+def potpyri_zeropoint(
+    instrument: InstrumentSettings, stack: Frame, sources: Table, reference: Table, options: Any
+) -> dict[str, Any] | None:
+    """Fit the zero point of a stack against a reference catalog and its limiting magnitudes."""
+
+
+# ---------------------------------------------------------------- do hooks: simulation
+@hookspec(firstresult=True)
+def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int) -> fits.HDUList | None:
+    """Pack a simulated exposure (electrons on the focal-plane grid) into the raw format.
+
+    The inverse of :func:`potpyri_assemble`: cut into amplifiers, divide by the gains, add
+    bias level, overscan and read noise, clip at the ADU limit, write real keywords.
+    """

@@ -1,0 +1,191 @@
+"""Plugin manager: discovers plugins through entry points and validates their instruments.
+
+Plugins register under the entry-point group ``potpyri``. Nothing is imported until the
+first time the manager is asked for something (lazy loading). A plugin that fails to
+import, or whose instrument settings do not validate, is reported as one line naming the
+distribution and the problem; the other plugins keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import tomllib
+from importlib import resources
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+from pydantic import ValidationError
+
+from potpyri_core import hookspecs
+from potpyri_core.settings import InstrumentSettings
+
+ENTRY_POINT_GROUP = "potpyri"
+
+
+
+def plugin_index() -> dict[str, list[str]]:
+    """Return the published plugin distributions and their instruments (for hints only)."""
+    text = (resources.files("potpyri_core") / "data" / "plugin_index.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)["plugins"]
+
+
+class UnknownInstrumentError(LookupError):
+    """Raised when no installed plugin provides the requested instrument."""
+
+
+@dataclass
+class InstrumentEntry:
+    """A validated instrument and the plugin distribution that provides it."""
+
+    settings: InstrumentSettings
+    plugin: str
+    version: str
+
+
+@dataclass
+class PluginManager:
+    """Loads potpyri plugins and answers questions about instruments and catalog sources.
+
+    Parameters
+    ----------
+    extra_plugins : list
+        Modules or objects with hook implementations to register in addition to the entry
+        points (used by tests and by embedding applications).
+    use_entry_points : bool
+        Discover installed plugins through the ``potpyri`` entry-point group.
+    """
+
+    extra_plugins: list[Any] = field(default_factory=list)
+    use_entry_points: bool = True
+    problems: list[str] = field(default_factory=list)
+    _pm: pluggy.PluginManager | None = None
+    _instruments: dict[str, InstrumentEntry] | None = None
+    _dists: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay (loads the plugins on first use)."""
+        return self._manager().hook
+
+    def _manager(self) -> pluggy.PluginManager:
+        if self._pm is None:
+            from potpyri_core import defaults
+
+            pm = pluggy.PluginManager("potpyri")
+            pm.add_hookspecs(hookspecs)
+            pm.register(defaults, name="potpyri-core")
+            self._dists[str(id(defaults))] = ("potpyri-core", _dist_version("potpyri-core"))
+            for plugin in self.extra_plugins:
+                self._register(pm, plugin, getattr(plugin, "__name__", repr(plugin)), "dev")
+            if self.use_entry_points:
+                for ep in entry_points(group=ENTRY_POINT_GROUP):
+                    self._load_entry_point(pm, ep)
+            self._pm = pm
+        return self._pm
+
+    def _load_entry_point(self, pm: pluggy.PluginManager, ep: EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist is not None else ep.value
+        version = ep.dist.version if ep.dist is not None else "?"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            self.problems.append(f"plugin {dist} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
+            return
+        self._register(pm, plugin, dist, version)
+
+    def _register(self, pm: pluggy.PluginManager, plugin: Any, dist: str, version: str) -> None:
+        try:
+            pm.register(plugin, name=dist)
+        except Exception as exc:
+            self.problems.append(f"plugin {dist} could not be registered: {type(exc).__name__}: {exc}")
+            return
+        self._dists[str(id(plugin))] = (dist, version)
+
+    # ------------------------------------------------------------------ instruments
+    def instruments(self) -> dict[str, InstrumentEntry]:
+        """Return the valid instruments of all plugins, keyed by upper-case name."""
+        if self._instruments is None:
+            pm = self._manager()
+            found: dict[str, InstrumentEntry] = {}
+            for impl in pm.hook.potpyri_instruments.get_hookimpls():
+                dist, version = self._dists.get(str(id(impl.plugin)), (impl.plugin_name, "?"))
+                try:
+                    raw_list = impl.function()
+                except Exception as exc:
+                    self.problems.append(f"plugin {dist}: potpyri_instruments failed: {type(exc).__name__}: {exc}")
+                    continue
+                for raw in raw_list or []:
+                    entry = self._validate(raw, dist, version)
+                    if entry is not None:
+                        found[entry.settings.name.upper()] = entry
+            self._instruments = found
+        return self._instruments
+
+    def _validate(self, raw: dict[str, Any], dist: str, version: str) -> InstrumentEntry | None:
+        raw = dict(raw)
+        source = raw.pop("_source", "?")
+        name = raw.get("name", "?")
+        try:
+            settings = InstrumentSettings.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+                self.problems.append(
+                    f"plugin {dist}, instrument {name} ({source}): setting '{where}': {err['msg']}"
+                    f" (got {err.get('input')!r})"
+                )
+            return None
+        return InstrumentEntry(settings=settings, plugin=dist, version=version)
+
+    def instrument(self, name: str) -> InstrumentSettings:
+        """Find an instrument by name or alias, case-insensitively.
+
+        Raises
+        ------
+        UnknownInstrumentError
+            With the installed instruments and, for a known one, the plugin to install.
+        """
+        wanted = name.strip().upper()
+        for key, entry in self.instruments().items():
+            aliases = [a.upper() for a in entry.settings.aliases]
+            if wanted == key or wanted in aliases:
+                return entry.settings
+        installed = ", ".join(sorted(self.instruments())) or "none"
+        message = f"unknown instrument {name!r}; installed: {installed}."
+        index = plugin_index()
+        for dist, names in index.items():
+            if wanted in names or any(wanted.startswith(n.split("-")[0]) for n in names):
+                message += f" {name} is provided by the {dist} plugin: pip install {dist}"
+                break
+        else:
+            rest = ", ".join(f"{d} ({', '.join(n)})" for d, n in index.items())
+            message += f" Plugins for other instruments: {rest}."
+        if self.problems:
+            message += " Plugin problems: " + " | ".join(self.problems)
+        raise UnknownInstrumentError(message)
+
+    def instrument_for_header(self, value: str) -> InstrumentSettings | None:
+        """Return the instrument whose ``instrument_values`` match a header value."""
+        for entry in self.instruments().values():
+            if entry.settings.identifies(value):
+                return entry.settings
+        return None
+
+    # ------------------------------------------------------------------ catalogs
+    def catalog_sources(self) -> dict[str, Any]:
+        """Return all catalog sources by lower-case name."""
+        sources: dict[str, Any] = {}
+        for result in self.hook.potpyri_catalog_sources():
+            for source in result or []:
+                sources[source.name.lower()] = source
+        return sources
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "dev"

@@ -1,0 +1,351 @@
+"""Instrument settings: the validated data that describes one instrument.
+
+An instrument plugin ships its facts as data (TOML files in the plugin package) and the
+core validates them with the pydantic models below when the plugin is loaded. A wrong
+setting fails at load time with the plugin, the instrument and the field named
+(see :func:`potpyri_core.plugins.PluginManager`).
+
+Conventions
+-----------
+- Header patterns: a frame-typing rule maps a keyword to a pattern, matched against the
+  lower-cased, stripped header value: ``"val"`` means "contains val", ``"!val"`` means
+  "does not contain val", ``"=val"`` means "equals val", ``"*"`` means "present".
+- Sections are FITS 1-based inclusive ``[x1:x2,y1:y2]`` strings, given at 1x1 binning
+  unless the field says otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FRAME_TYPES = ("BAD", "SPEC", "BIAS", "DARK", "FLAT", "SCIENCE")
+"""Frame types in the order their rules are tried; the first that matches wins."""
+
+_SECTION_RE = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
+
+
+def parse_section(text: str) -> tuple[int, int, int, int]:
+    """Parse a FITS section string.
+
+    Parameters
+    ----------
+    text : str
+        A section such as ``"[1:256,1:2112]"``; a reversed range (``[2048:1025,...]``)
+        is allowed and kept as written.
+
+    Returns
+    -------
+    tuple of int
+        ``(x1, x2, y1, y2)``, 1-based and inclusive, in the order written.
+
+    Raises
+    ------
+    ValueError
+        If the string is not a FITS section.
+    """
+    match = _SECTION_RE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"not a FITS section [x1:x2,y1:y2]: {text!r}")
+    x1, x2, y1, y2 = (int(g) for g in match.groups())
+    return x1, x2, y1, y2
+
+
+class StrictModel(BaseModel):
+    """Base model that rejects unknown fields, so a misspelt setting is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FrameRule(StrictModel):
+    """One way a frame can be recognised: every keyword pattern in ``when`` must hold."""
+
+    when: dict[str, str] = Field(min_length=1)
+    reason: str | None = None
+
+    def matches(self, header: Any) -> bool:
+        """Return True when every pattern of the rule holds for ``header``.
+
+        Parameters
+        ----------
+        header : Mapping
+            A FITS header (or any mapping of keyword to value).
+        """
+        for key, pattern in self.when.items():
+            present = key in header
+            value = str(header[key]).strip().lower() if present else ""
+            if pattern == "*":
+                ok = present
+            elif pattern.startswith("!"):
+                ok = pattern[1:].lower() not in value
+            elif pattern.startswith("="):
+                ok = present and value == pattern[1:].lower()
+            else:
+                ok = present and pattern.lower() in value
+            if not ok:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """Return the rule as readable text, for reasons and messages."""
+        if self.reason:
+            return self.reason
+        return ", ".join(f"{k}~{v}" for k, v in self.when.items())
+
+
+class FrameTyping(StrictModel):
+    """Frame-typing rules per type; within a type, any rule may match."""
+
+    bad: list[FrameRule] = []
+    spec: list[FrameRule] = []
+    bias: list[FrameRule] = []
+    dark: list[FrameRule] = []
+    flat: list[FrameRule] = []
+    science: list[FrameRule] = []
+
+    @model_validator(mode="after")
+    def _science_needed(self) -> FrameTyping:
+        if not self.science:
+            raise ValueError("at least one science rule is required")
+        return self
+
+    def rules_in_order(self) -> list[tuple[str, list[FrameRule]]]:
+        """Return ``(frame type, rules)`` pairs in the order they are tried."""
+        return [(name, getattr(self, name.lower())) for name in FRAME_TYPES]
+
+
+class Keywords(StrictModel):
+    """Where each piece of metadata lives in the header.
+
+    Each list names alternatives; the first keyword present (and not empty) wins.
+    """
+
+    header_ext: int = 0
+    """Extension whose header is the main header."""
+    merge_ext: int | None = None
+    """Extension whose scalar keywords are merged in (main header wins) when classifying."""
+    instrument: list[str] = ["INSTRUME"]
+    target: list[str]
+    exptime: list[str]
+    exptime_multiply: list[str] = []
+    """Keywords the exposure time is multiplied by (e.g. coadds)."""
+    exptime_from_dates: tuple[str, str] | None = None
+    """Fallback: the exposure is the difference of these two ISO dates (start, end)."""
+    filter: list[str]
+    filter_ignore: list[str] = ["open", "none", "clear", "empty"]
+    """Filter values (substrings, lower case) that mean "no filter in this wheel"."""
+    mjd: list[str] = ["MJD-OBS", "MJD"]
+    date_time: tuple[str, str] | None = None
+    """Fallback for the time: an ISO date keyword and a time-of-day keyword."""
+    binning: list[str] = []
+    binning_ext: int | None = None
+    """Extension that holds the binning keyword, if not the merged header."""
+    amp: list[str] = []
+    """Keyword with the amplifier count/mode; if absent, the count of image extensions."""
+    gain: str | None = None
+    """Per-extension gain keyword (e-/ADU), used over the settings value when present."""
+    readnoise: str | None = None
+    """Per-extension read-noise keyword (e-), used over the settings value when present."""
+    saturate: str | None = None
+    """Header keyword with the saturation level in ADU, used over the settings value."""
+
+
+class Amplifier(StrictModel):
+    """One amplifier (readout) of the detector."""
+
+    name: str
+    hdu: int | str
+    """Extension (index or EXTNAME) that holds this amplifier's pixels."""
+    when: dict[str, str] = {}
+    """Header patterns (as in frame rules) that select this amplifier, for instruments whose
+    readout mode or side changes the amplifiers (e.g. AMPMODE, INSTRUME); empty: always."""
+    ccd: int = 0
+    gain: float = Field(gt=0)
+    readnoise: float = Field(ge=0)
+    datasec: str | None = None
+    """Illuminated pixels in the raw extension (1x1 binning); None: header DATASEC."""
+    biassec: str | None = None
+    """Overscan/reference pixels in the raw extension (1x1); None: header BIASSEC or none."""
+    detsec: str | None = None
+    """Place in the detector mosaic without gaps (1x1, may be reversed); None: header DETSEC."""
+
+    def applies_to(self, header: Any) -> bool:
+        """Return True when this amplifier is part of a frame with ``header``."""
+        return not self.when or FrameRule(when=self.when).matches(header)
+
+    @field_validator("datasec", "biassec", "detsec")
+    @classmethod
+    def _section(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_section(value)
+        return value
+
+
+class Detector(StrictModel):
+    """Detector geometry and numbers."""
+
+    amplifiers: list[Amplifier] = Field(min_length=1)
+    sections_from_header: bool = True
+    """Use the DATASEC/BIASSEC/DETSEC keywords of each extension when present (binned
+    pixels); the settings' sections (1x1, scaled by the binning) are the fallback."""
+    ccd_gaps: list[float] = []
+    """Gap (unbinned pixels) inserted in x between consecutive CCDs of the mosaic."""
+    saturation_adu: float = Field(gt=0)
+    nonlinear_adu: float | None = None
+    saturation_times_gain: bool = False
+    """The saturation level is given in ADU and the frame is compared in electrons."""
+    saturation_times_nreads: str | None = None
+    """Header keyword (e.g. NREADS) the saturation level is multiplied by."""
+    reference_rows: int = 0
+    """NIR reference pixel rows used as the overscan (top and bottom)."""
+    illuminated_radius: float | None = None
+    """Radius (unbinned px) of a circular illuminated field; pixels outside are masked."""
+    readnoise_by_reads: dict[int, float] = {}
+    """Read noise (e-) as a function of the number of reads (Fowler sampling)."""
+    reads_keyword: str | None = None
+    """Header keyword giving the number of reads, for ``readnoise_by_reads``."""
+
+
+class ZeroPointCatalogs(StrictModel):
+    """Which photometric catalog calibrates which filter."""
+
+    north: dict[str, str]
+    """Band -> catalog source name, for fields north of ``south_limit_dec``."""
+    south: dict[str, str] = {}
+    """Band -> catalog source name, south of ``south_limit_dec`` (falls back to north)."""
+    south_limit_dec: float = -30.0
+    vega_to_ab: dict[str, float] = {}
+    """Offsets added to Vega catalog magnitudes to make them AB (2MASS: J 0.91, H 1.39, K 1.85)."""
+
+    def catalog_for(self, band: str, dec: float) -> str | None:
+        """Return the catalog source name for ``band`` at declination ``dec``."""
+        if dec < self.south_limit_dec and band in self.south:
+            return self.south[band]
+        return self.north.get(band)
+
+
+class Calibrations(StrictModel):
+    """Calibration frames the instrument needs and how flats are made."""
+
+    needed: list[Literal["bias", "dark", "flat"]]
+    flat_source: Literal["dome", "twilight", "sky", "lamp"] = "twilight"
+    min_frames: int = Field(default=3, ge=1)
+
+
+class Stacking(StrictModel):
+    """How frames of one target are combined."""
+
+    method: Literal["sigclip_mean", "median"] = "sigclip_mean"
+    sigma: float = Field(default=3.0, gt=0)
+
+
+HeaderValue = str | float | int | bool
+
+
+class SimulationFormat(StrictModel):
+    """Real keyword values the simulator writes into raw files of this instrument.
+
+    The frame-typing rules must classify what is written here as the intended kind; a test
+    checks this round trip for every instrument that has a simulation format.
+    """
+
+    primary: dict[str, HeaderValue] = {}
+    """Cards of the main header common to every frame."""
+    extension: dict[str, HeaderValue] = {}
+    """Cards of every amplifier extension."""
+    kinds: dict[Literal["bias", "dark", "flat", "science"], dict[str, HeaderValue]] = {}
+    """Cards that make a frame of each kind (e.g. OBSTYPE, OBSCLASS, SHUTTER)."""
+    filter_names: dict[str, str] = {}
+    """Band -> raw filter name written to the first filter keyword (e.g. r -> r_G0303)."""
+    bias_level_adu: float = 1000.0
+    file_name: str = "{kind}{number:04d}.fits"
+    """Raw file name pattern; fields ``kind``, ``number``, ``date`` (YYYYMMDD)."""
+
+
+class InstrumentSettings(StrictModel):
+    """Everything the core needs to know about one instrument."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    aliases: list[str] = []
+    observatory: str
+    telescope: str
+    instrument_values: list[str] = Field(min_length=1)
+    """Values of the instrument keyword that identify this instrument (case-insensitive,
+    substring match; ``=`` prefix for equality)."""
+    band: Literal["optical", "nir"]
+    pixel_scale: float = Field(gt=0)
+    """Arcsec per unbinned pixel."""
+    keywords: Keywords
+    frame_types: FrameTyping
+    detector: Detector
+    calibrations: Calibrations
+    min_science_exptime: float = 0.0
+    """Science frames shorter than this (s) are acquisition frames: BAD."""
+    filters: dict[str, str] = {}
+    """Regular expression (full match on the lower-cased value) -> band name."""
+    sky: Literal["2d", "dither"] = "2d"
+    stacking: Stacking = Stacking()
+    out_size: int = Field(gt=0)
+    """Side of the output stack grid at 1x1 binning (divided by the binning)."""
+    zeropoint: ZeroPointCatalogs
+    raw_glob: list[str] = ["*.fits", "*.fits.gz", "*.fits.bz2", "*.fits.fz", "*.fit"]
+    simulation: SimulationFormat | None = None
+
+    @field_validator("filters")
+    @classmethod
+    def _regex(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"filter pattern {pattern!r} is not a regular expression: {exc}") from exc
+        return value
+
+    def identifies(self, instrument_value: str) -> bool:
+        """Return True when a header's instrument value belongs to this instrument."""
+        value = instrument_value.strip().lower()
+        for ref in self.instrument_values:
+            ref = ref.lower()
+            if (ref.startswith("=") and value == ref[1:]) or (not ref.startswith("=") and ref in value):
+                return True
+        return False
+
+    def band_of(self, filter_value: str) -> str:
+        """Map a raw filter name to a band (``r_G0303`` -> ``r``); unmapped names pass through."""
+        value = filter_value.strip().lower()
+        for pattern, band in self.filters.items():
+            if re.fullmatch(pattern, value):
+                return band
+        return filter_value.strip()
+
+
+def settings_from_package(package: str, folder: str = "instruments") -> list[dict[str, Any]]:
+    """Read the raw settings of every ``*.toml`` file in a plugin package folder.
+
+    Plugins return these from their ``potpyri_instruments`` hook; the core validates them,
+    so that a wrong setting is reported with the plugin's name.
+
+    Parameters
+    ----------
+    package : str
+        Importable package name of the plugin (e.g. ``"potpyri_gemini"``).
+    folder : str
+        Folder inside the package that holds one TOML file per instrument.
+
+    Returns
+    -------
+    list of dict
+        One raw settings mapping per file, with ``"_source"`` naming the file.
+    """
+    out = []
+    root = resources.files(package) / folder
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text(encoding="utf-8"))
+            data["_source"] = f"{package}/{folder}/{entry.name}"
+            out.append(data)
+    return out

@@ -1,0 +1,123 @@
+"""Master calibrations and their application to one frame."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.stats import sigma_clip
+from scipy import ndimage
+
+from potpyri_core.frames import Frame
+from potpyri_core.maskbits import Bit
+
+
+class MissingCalibrationError(RuntimeError):
+    """A calibration the instrument needs is missing or has too few frames."""
+
+
+def clipped_mean(cube: np.ndarray, sigma: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma-clipped mean along axis 0 and the variance of that mean.
+
+    Returns
+    -------
+    mean, variance_of_mean : ndarray
+        float32 arrays; the variance is the clipped sample variance divided by the number
+        of frames kept.
+    """
+    clipped = sigma_clip(cube, sigma=sigma, axis=0, maxiters=2, cenfunc="median", stdfunc="std", copy=False)
+    mean = clipped.mean(axis=0).filled(np.nan).astype(np.float32)
+    count = np.maximum((~clipped.mask).sum(axis=0), 1)
+    var = (clipped.var(axis=0, ddof=1) / count).filled(np.nan) if cube.shape[0] > 1 else np.zeros_like(mean)
+    return mean, np.asarray(var, dtype=np.float32)
+
+
+def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) -> Frame:
+    """Combine assembled frames into a master bias, dark or flat.
+
+    Parameters
+    ----------
+    kind : str
+        ``bias``, ``dark`` or ``flat``. Flats must already be bias/dark-subtracted; each is
+        scaled to median 1 before combining and the master is normalised to median 1 over
+        illuminated pixels. Darks are combined as e-/s.
+    frames : list of Frame
+        Frames of one calibration group.
+    min_frames : int
+        Fewest frames accepted.
+    group : str
+        Calibration group name, for messages.
+
+    Raises
+    ------
+    MissingCalibrationError
+        If there are fewer than ``min_frames`` frames.
+    """
+    if len(frames) < min_frames:
+        raise MissingCalibrationError(
+            f"master {kind} for {group}: {len(frames)} frame(s), at least {min_frames} needed;"
+            f" add {kind} frames to the night or lower calibrations.min_frames"
+        )
+    nodata = np.bitwise_or.reduce([f.mask & Bit.NO_DATA for f in frames])
+    cube = np.stack([f.data for f in frames])
+    if kind == "flat":
+        good = nodata == 0
+        for plane in cube:
+            plane /= np.median(plane[good])
+    elif kind == "dark":
+        cube /= np.array([f.meta["exptime"] for f in frames], dtype=np.float32)[:, None, None]
+    mean, var = clipped_mean(cube)
+    mask = nodata.astype(np.uint16)
+    if kind == "flat":
+        good = (nodata == 0) & np.isfinite(mean)
+        norm = np.median(mean[good])
+        mean, var = mean / norm, var / norm**2
+        smooth = ndimage.median_filter(np.where(good, mean, 1.0), size=15)
+        dead = good & ((mean < 0.5 * smooth) | (mean > 1.5 * smooth) | (mean < 0.2))
+        mask |= np.where(dead, int(Bit.BAD), 0).astype(np.uint16)
+        unlit = good & (smooth < 0.2)
+        mask |= np.where(unlit, int(Bit.VIGNETTED), 0).astype(np.uint16)
+        mean = np.where(good & (mean > 0.05), mean, 1.0).astype(np.float32)
+    elif kind == "bias":
+        level = np.median(mean[nodata == 0])
+        noise = 1.4826 * np.median(np.abs(mean[nodata == 0] - level))
+        hot = (nodata == 0) & (np.abs(mean - level) > max(15 * noise, 20.0))
+        mask |= np.where(hot, int(Bit.BAD), 0).astype(np.uint16)
+    header = frames[0].header.copy()
+    header["NCOMBINE"] = (len(frames), "frames combined")
+    header["CALTYPE"] = kind
+    for i, f in enumerate(frames):
+        header[f"IMCMB{i + 1:03d}"] = f.name
+    return Frame(data=np.nan_to_num(mean), variance=np.nan_to_num(var), mask=mask, header=header, name=f"m{kind}_{group}")
+
+
+def apply_calibrations(frame: Frame, masters: dict[str, Frame], exptime: float) -> Frame:
+    """Subtract bias and dark, divide by the flat and build the error map.
+
+    The variance is ``(max(signal, 0) + RN^2 + var_bias + t^2 var_dark) / flat^2 +
+    signal^2 var_flat / flat^4`` in e-^2, where ``signal`` is the bias/dark-subtracted
+    frame before flat division (it contains the sky).
+    """
+    data = frame.data.copy()
+    var_extra = np.zeros_like(data)
+    mask = frame.mask.copy()
+    if "bias" in masters:
+        data -= masters["bias"].data
+        var_extra += masters["bias"].variance
+        mask |= masters["bias"].mask
+    if "dark" in masters:
+        data -= masters["dark"].data * exptime
+        var_extra += masters["dark"].variance * exptime**2
+        mask |= masters["dark"].mask
+    rn = frame.readnoise if frame.readnoise is not None else np.zeros_like(data)
+    variance = np.clip(data, 0, None) + rn**2 + var_extra
+    if "flat" in masters:
+        flat = masters["flat"]
+        variance = variance / flat.data**2 + data**2 * flat.variance / flat.data**4
+        data = data / flat.data
+        mask |= flat.mask
+    header = frame.header.copy()
+    for kind, master in masters.items():
+        header[f"{kind.upper()}COR"] = (master.name, f"master {kind} applied")
+    header["EXPTIME"] = exptime
+    out = Frame(data=data.astype(np.float32), variance=variance.astype(np.float32), mask=mask, header=header,
+                name=frame.name, readnoise=frame.readnoise, meta=dict(frame.meta))
+    return out

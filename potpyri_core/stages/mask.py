@@ -1,0 +1,84 @@
+"""Per-frame masks: cosmic rays (astroscrappy), saturation halo, satellite trails."""
+
+from __future__ import annotations
+
+import astroscrappy
+import numpy as np
+from photutils.segmentation import detect_sources
+from scipy import ndimage
+
+from potpyri_core.frames import Frame
+from potpyri_core.maskbits import UNUSABLE, Bit
+
+
+def cosmic_ray_mask(frame: Frame, saturation_e: float, sigclip: float = 4.5, niter: int = 3) -> np.ndarray:
+    """Flag cosmic rays with astroscrappy (L.A.Cosmic) on native, flat-fielded pixels.
+
+    The frame is in electrons with the sky still in it, so the noise model uses gain 1 and
+    the read noise in electrons (median over amplifiers).
+
+    Parameters
+    ----------
+    frame : Frame
+        Calibrated frame, sky not yet subtracted.
+    saturation_e : float
+        Saturation level in electrons (astroscrappy leaves saturated stars alone).
+    sigclip : float
+        Laplacian detection threshold (sigma).
+    niter : int
+        Iterations.
+
+    Returns
+    -------
+    ndarray of bool
+        Cosmic-ray pixels, grown by one pixel (the faint edges of hits).
+    """
+    rn = float(np.median(frame.readnoise[frame.readnoise > 0])) if frame.readnoise is not None else 4.0
+    bad = (frame.mask & (Bit.BAD | Bit.NO_DATA | Bit.SATURATED)) > 0
+    crmask, _ = astroscrappy.detect_cosmics(
+        frame.data, inmask=bad, gain=1.0, readnoise=rn, satlevel=saturation_e, sigclip=sigclip,
+        sigfrac=0.3, objlim=4.0, niter=niter, sepmed=True, cleantype="meanmask", fsmode="median",
+    )
+    return ndimage.binary_dilation(crmask, structure=np.ones((3, 3), bool)) & ~bad
+
+
+def grow(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
+    """Pixels within ``radius`` of a pixel with any of ``bits`` set (excluding those pixels)."""
+    seed = (mask & bits) > 0
+    grown = ndimage.binary_dilation(seed, structure=np.ones((2 * radius + 1, 2 * radius + 1), bool))
+    return grown & ~seed
+
+
+def satellite_mask(
+    data: np.ndarray, error: np.ndarray, mask: np.ndarray, min_length: float = 300.0, max_width: float = 15.0
+) -> np.ndarray:
+    """Find long, thin features (satellite and aircraft trails) in a sky-subtracted frame.
+
+    Pixels above 2 sigma in a 3x3-smoothed S/N image are grouped into segments; a segment whose
+    bounding-box diagonal exceeds ``min_length`` pixels while its area/length (mean width)
+    is below ``max_width`` is a trail. The trail is grown by a few pixels.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    usable = (mask & UNUSABLE) == 0
+    snr = np.where(usable & (error > 0), data / np.where(error > 0, error, 1), 0.0)
+    smooth = ndimage.uniform_filter(snr.astype(np.float32), size=3) * 3.0  # S/N of a 3x3 box
+    segments = detect_sources(smooth, 2.0, n_pixels=50)
+    trail = np.zeros(data.shape, bool)
+    if segments is None:
+        return trail
+    for label, box in zip(segments.labels, ndimage.find_objects(segments.data), strict=False):
+        if box is None:
+            continue
+        height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+        length = float(np.hypot(height, width))
+        if length < min_length:
+            continue
+        area = segments.areas[segments.get_index(label)]
+        if area / length < max_width:
+            trail[box] |= segments.data[box] == label
+    if trail.any():
+        trail = ndimage.binary_dilation(trail, iterations=4)
+    return trail

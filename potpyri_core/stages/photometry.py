@@ -1,0 +1,206 @@
+"""Aperture photometry of a stack, its zero point and limiting magnitudes.
+
+Units: the stack is in e-/s, so ``m = -2.5 log10(flux [e-/s]) + ZPTMAG`` where ``flux`` is
+the total flux of a point source (aperture flux times the aperture correction to
+``APCOR_RADIUS_FWHM`` FWHM, where a Moffat(beta >= 2.5) profile has < 1% of its light outside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+from astropy.wcs import WCS
+from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+from photutils.segmentation import detect_sources
+
+from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.stages.astrometry import detect_stars
+
+APCOR_RADIUS_FWHM = 5.0
+APERTURE_RADIUS_FWHM = 1.0
+
+
+@dataclass
+class ApertureResult:
+    """Photometry of one stack."""
+
+    table: Table
+    fwhm: float
+    """Median FWHM of stars (pixels)."""
+    radius: float
+    apcor: float
+    """Multiplicative aperture correction to total flux."""
+    empty_sigma: float
+    """Noise of an empty aperture of ``radius`` (e-/s), measured on blank sky."""
+    noise_correlation: float
+    """(empty-aperture variance) / (sum of per-pixel variances in an aperture)."""
+
+
+def measure_fwhm(stars: Table) -> float:
+    """Median FWHM (pixels) of round, bright, unsaturated stars."""
+    round_ = stars[(stars["elongation"] < 1.3) & np.isfinite(stars["fwhm"])]
+    if len(round_) < 3:
+        round_ = stars
+    return float(np.median(round_["fwhm"][: max(len(round_) // 2, 3)]))
+
+
+def _photometry(data, variance, bad, xy, radius):
+    aperture = CircularAperture(xy, r=radius)
+    annulus = CircularAnnulus(xy, r_in=radius * 3.0, r_out=radius * 4.5)
+    phot = aperture_photometry(data, aperture, error=np.sqrt(variance), mask=bad)
+    stats = [sigma_clipped_stats(m.get_values(data, mask=bad), sigma=3.0)[1] if m is not None else 0.0
+             for m in annulus.to_mask(method="center")]
+    local = np.nan_to_num(np.asarray(stats, float))
+    flux = np.asarray(phot["aperture_sum"], float) - local * aperture.area
+    err = np.asarray(phot["aperture_sum_err"], float)
+    masked = aperture_photometry(bad.astype(float), aperture)["aperture_sum"]
+    return flux, err, np.asarray(masked, float) > 0
+
+
+def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, radius: float,
+                         n: int = 600, seed: int = 0) -> tuple[float, float]:
+    """Robust std of sums in random apertures on blank sky, and the mean predicted variance.
+
+    Sources are masked (3-sigma segmentation, dilated), so the result is the background
+    noise of an aperture including the pixel-to-pixel correlation from resampling.
+    """
+    sig = np.sqrt(np.where(bad, np.inf, variance))
+    segments = detect_sources(np.where(bad, 0, data / np.where(np.isfinite(sig) & (sig > 0), sig, np.inf)), 2.5, 5)
+    blocked = bad.copy()
+    if segments is not None:
+        blocked |= segments.make_source_mask(size=int(2 * radius) * 2 + 1)
+    rng = np.random.default_rng(seed)
+    ny, nx = data.shape
+    r = int(np.ceil(radius)) + 1
+    xs = rng.uniform(r, nx - r, 20 * n)
+    ys = rng.uniform(r, ny - r, 20 * n)
+    free = ~blocked[ys.astype(int), xs.astype(int)]
+    xy = np.column_stack([xs[free], ys[free]])
+    aperture = CircularAperture(xy, r=radius)
+    hit = np.asarray(aperture_photometry(blocked.astype(float), aperture)["aperture_sum"]) > 0
+    xy = xy[~hit][:n]
+    if len(xy) < 30:
+        raise RuntimeError(f"only {len(xy)} empty apertures fit on blank sky; cannot measure the depth")
+    aperture = CircularAperture(xy, r=radius)
+    sums = np.asarray(aperture_photometry(data, aperture)["aperture_sum"], float)
+    predicted = np.asarray(aperture_photometry(variance, aperture)["aperture_sum"], float)
+    _, _, std = sigma_clipped_stats(sums, sigma=3.0)
+    return float(std), float(np.mean(predicted))
+
+
+def aperture_photometry_stack(
+    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, fwhm_init: float | None = None
+) -> ApertureResult:
+    """Detect and measure the sources of a stack.
+
+    Parameters
+    ----------
+    data, variance, mask : ndarray
+        Stack SCI (e-/s), variance and mask.
+    wcs : astropy.wcs.WCS
+        Stack WCS (for RA/Dec of sources).
+    fwhm_init : float, optional
+        First guess of the FWHM (pixels) for detection.
+    """
+    bad = (mask & UNUSABLE) > 0
+    error = np.sqrt(np.clip(variance, 0, None))
+    stars = detect_stars(data, np.where(bad, 0, error), mask, fwhm_init or 4.0, nmax=3000, snr=5.0)
+    if len(stars) < 3:
+        raise RuntimeError(f"only {len(stars)} sources found in the stack")
+    fwhm = measure_fwhm(stars)
+    radius = APERTURE_RADIUS_FWHM * fwhm
+    xy = np.column_stack([stars["x"], stars["y"]])
+    flux, err, masked = _photometry(data, variance, bad, xy, radius)
+    # aperture correction from bright, isolated, clean stars
+    big_flux, _, big_masked = _photometry(data, variance, bad, xy, APCOR_RADIUS_FWHM * fwhm)
+    snr = flux / np.where(err > 0, err, np.inf)
+    bright = (snr > 50) & ~masked & ~big_masked & (stars["elongation"] < 1.3)
+    tree_d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1]) if len(xy) < 4000 else None
+    if tree_d is not None:
+        np.fill_diagonal(tree_d, np.inf)
+        bright &= tree_d.min(axis=1) > 2 * APCOR_RADIUS_FWHM * fwhm
+    ratios = big_flux[bright] / flux[bright]
+    apcor = float(sigma_clipped_stats(ratios, sigma=3.0)[1]) if ratios.size >= 3 else 1.0
+    empty_sigma, predicted = empty_aperture_sigma(data, variance, bad, radius)
+    correlation = empty_sigma**2 / predicted if predicted > 0 else 1.0
+    err = err * np.sqrt(max(correlation, 1.0))
+    sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
+    total = flux * apcor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(total > 0, -2.5 * np.log10(total), np.nan)
+        mag_err = 1.0857 * err / flux
+    sat = np.asarray(aperture_photometry(((mask & Bit.SATURATED) > 0).astype(float),
+                                         CircularAperture(xy, r=radius))["aperture_sum"]) > 0
+    table = Table(
+        {
+            "x": xy[:, 0], "y": xy[:, 1], "ra": sky.ra.deg, "dec": sky.dec.deg,
+            "flux": total, "flux_err": err * apcor, "snr": flux / np.where(err > 0, err, np.inf),
+            "mag_inst": mag, "mag_err": mag_err, "fwhm": stars["fwhm"], "elongation": stars["elongation"],
+            "flags": (masked.astype(int) | (sat.astype(int) << 1)),
+        }
+    )
+    return ApertureResult(table, fwhm, radius, apcor, empty_sigma, correlation)
+
+
+def zero_point(
+    sources: Table, reference: Table, band: str, sn_min: float = 10.0, sn_max: float = 500.0,
+    match_arcsec: float = 1.0,
+) -> dict[str, float]:
+    """Zero point from stars matched to a reference catalog.
+
+    Parameters
+    ----------
+    sources : astropy.table.Table
+        From :func:`aperture_photometry_stack` (``ra``, ``dec``, ``mag_inst``, ``snr``, ``flags``).
+    reference : astropy.table.Table
+        Normalised catalog with ``mag_<band>`` (and ``err_<band>``) in AB.
+    band : str
+        Band of the stack.
+    sn_min, sn_max : float
+        S/N range of the stars used (faint: noisy; bright: possibly non-linear).
+
+    Returns
+    -------
+    dict
+        ``ZPTMAG``, ``ZPTMUCER`` (uncertainty of the zero point), ``ZPTNSTAR``, ``ZPTSCAT``.
+    """
+    column = f"mag_{band}"
+    if column not in reference.colnames:
+        raise ValueError(f"the reference catalog has no {band} magnitudes (columns: {', '.join(reference.colnames)})")
+    use = (sources["snr"] >= sn_min) & (sources["snr"] <= sn_max) & (sources["flags"] == 0)
+    use &= np.isfinite(sources["mag_inst"]) & (sources["elongation"] < 1.5)
+    src = sources[use]
+    ref = reference[np.isfinite(reference[column])]
+    if len(src) == 0 or len(ref) == 0:
+        raise ValueError(f"no stars for the zero point: {len(src)} measured in S/N {sn_min}-{sn_max}, {len(ref)} in the catalog")
+    c_src = SkyCoord(src["ra"], src["dec"], unit="deg")
+    c_ref = SkyCoord(ref["ra"], ref["dec"], unit="deg")
+    idx, sep, _ = c_src.match_to_catalog_sky(c_ref)
+    ok = sep.arcsec < match_arcsec
+    if ok.sum() < 3:
+        raise ValueError(f"only {int(ok.sum())} stars matched the catalog within {match_arcsec} arcsec")
+    delta = np.asarray(ref[column][idx[ok]]) - np.asarray(src["mag_inst"][ok])
+    err2 = np.asarray(src["mag_err"][ok]) ** 2
+    if f"err_{band}" in ref.colnames:
+        err2 = err2 + np.nan_to_num(np.asarray(ref[f"err_{band}"][idx[ok]]), nan=0.05) ** 2
+    w = 1.0 / np.maximum(err2, 1e-6)
+    keep = np.ones(delta.size, bool)
+    for _ in range(5):
+        zp = float(np.sum(w[keep] * delta[keep]) / np.sum(w[keep]))
+        scatter = 1.4826 * float(np.median(np.abs(delta[keep] - zp)))
+        new = np.abs(delta - zp) < np.maximum(3.0 * scatter, 3.0 * np.sqrt(err2))
+        if (new == keep).all():
+            break
+        keep = new
+    n = int(keep.sum())
+    uncertainty = float(max(np.sqrt(1.0 / np.sum(w[keep])), scatter / np.sqrt(n)))
+    return {"ZPTMAG": zp, "ZPTMUCER": uncertainty, "ZPTNSTAR": n, "ZPTSCAT": scatter}
+
+
+def limiting_magnitudes(zp: float, empty_sigma: float, apcor: float) -> dict[str, float]:
+    """3, 5 and 10 sigma point-source limits from the empty-aperture noise."""
+    return {f"M{k}SIGMA": zp - 2.5 * float(np.log10(k * empty_sigma * apcor)) for k in (3, 5, 10)}
