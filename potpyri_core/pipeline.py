@@ -152,7 +152,7 @@ def _astrometry_job(args: tuple) -> tuple[str, bool, float, str]:
         stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, fwhm_init)
         mjd = float(frame.header.get("MJD-OBS", 51544.5))
         ra, dec = at_epoch(reference, Time(mjd, format="mjd").jyear)
-        mag = np.asarray(reference[[c for c in reference.colnames if c.startswith("mag_")][0]], float)
+        mag = np.asarray(reference[next(c for c in reference.colnames if c.startswith("mag_"))], float)
         solution = astrometry.solve_wcs(stars, (ra, dec, np.nan_to_num(mag, nan=99.0)), frame.wcs, frame.data.shape)
         header = frame.header
         for key in list(header.keys()):
@@ -542,4 +542,4 @@ def setup_logging(red: Path, instrument: str) -> Path:
     return path
 
 
-__all__ = ["Pipeline", "RunSummary", "setup_logging", "math"]
+__all__ = ["Pipeline", "RunSummary", "math", "setup_logging"]

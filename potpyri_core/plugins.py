@@ -8,8 +8,8 @@ distribution and the problem; the other plugins keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import tomllib
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -24,8 +24,9 @@ ENTRY_POINT_GROUP = "potpyri"
 
 
 
-def plugin_index() -> dict[str, list[str]]:
-    """Return the published plugin distributions and their instruments (for hints only)."""
+def plugin_index() -> dict[str, dict[str, list[str]]]:
+    """Return the published plugin distributions with their ``instruments`` and ``aliases``
+    (for hints only)."""
     text = (resources.files("potpyri_core") / "data" / "plugin_index.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)["plugins"]
 
@@ -117,8 +118,16 @@ class PluginManager:
                     continue
                 for raw in raw_list or []:
                     entry = self._validate(raw, dist, version)
-                    if entry is not None:
-                        found[entry.settings.name.upper()] = entry
+                    if entry is None:
+                        continue
+                    key = entry.settings.name.upper()
+                    if key in found:
+                        self.problems.append(
+                            f"plugin {dist}: instrument {entry.settings.name} is already provided by"
+                            f" {found[key].plugin}; keeping {found[key].plugin}'s"
+                        )
+                        continue
+                    found[key] = entry
             self._instruments = found
         return self._instruments
 
@@ -155,11 +164,11 @@ class PluginManager:
         message = f"unknown instrument {name!r}; installed: {installed}."
         index = plugin_index()
         for dist, names in index.items():
-            if wanted in names or any(wanted.startswith(n.split("-")[0]) for n in names):
+            if wanted in names["instruments"] + names["aliases"]:
                 message += f" {name} is provided by the {dist} plugin: pip install {dist}"
                 break
         else:
-            rest = ", ".join(f"{d} ({', '.join(n)})" for d, n in index.items())
+            rest = ", ".join(f"{d} ({', '.join(n['instruments'])})" for d, n in index.items())
             message += f" Plugins for other instruments: {rest}."
         if self.problems:
             message += " Plugin problems: " + " | ".join(self.problems)

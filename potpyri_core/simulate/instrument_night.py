@@ -46,13 +46,13 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
     band = overrides.get("band", "r")
     min_gain = min(a.gain for a in instrument.detector.amplifiers)
     bias = instrument.simulation.bias_level_adu if instrument.simulation else 0.0
-    values: dict[str, Any] = dict(
-        shape=shape, gap_columns=gaps, pixel_scale=instrument.pixel_scale * binning, ra=150.1, dec=2.2,
-        zeropoint=BAND_ZEROPOINT.get(band, 28.0), sky_mag_per_arcsec2=BAND_SKY.get(band, 21.0),
-        saturation_e=(instrument.detector.saturation_adu - 1.3 * bias) * min_gain, nir=instrument.band == "nir",
-        pixel_size_um=15.0 * binning,
-        read_noise_e=float(np.median([a.readnoise for a in instrument.detector.amplifiers])),
-    )
+    values: dict[str, Any] = {
+        "shape": shape, "gap_columns": gaps, "pixel_scale": instrument.pixel_scale * binning, "ra": 150.1, "dec": 2.2,
+        "zeropoint": BAND_ZEROPOINT.get(band, 28.0), "sky_mag_per_arcsec2": BAND_SKY.get(band, 21.0),
+        "saturation_e": (instrument.detector.saturation_adu - 1.3 * bias) * min_gain, "nir": instrument.band == "nir",
+        "pixel_size_um": 15.0 * binning,
+        "read_noise_e": float(np.median([a.readnoise for a in instrument.detector.amplifiers])),
+    }
     values.update(overrides)
     return SceneConfig(**values)
 

@@ -79,7 +79,7 @@ def detect_stars(
     if not keep:
         return Table(names=["x", "y", "flux", "fwhm", "elongation"])
     sub = catalog[keep]
-    return Table(
+    table = Table(
         {
             "x": np.asarray(sub.x_centroid_win, float),
             "y": np.asarray(sub.y_centroid_win, float),
@@ -88,6 +88,7 @@ def detect_stars(
             "elongation": np.asarray(sub.elongation.value, float),
         }
     )
+    return table[np.isfinite(table["x"]) & np.isfinite(table["y"])]
 
 
 def _vote(xy_det: np.ndarray, xy_cat: np.ndarray, center: np.ndarray, max_shift: float,

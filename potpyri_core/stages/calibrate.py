@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from astropy.stats import sigma_clip
 from scipy import ndimage
@@ -28,6 +30,22 @@ def clipped_mean(cube: np.ndarray, sigma: float = 3.0) -> tuple[np.ndarray, np.n
     count = np.maximum((~clipped.mask).sum(axis=0), 1)
     var = (clipped.var(axis=0, ddof=1) / count).filled(np.nan) if cube.shape[0] > 1 else np.zeros_like(mean)
     return mean, np.asarray(var, dtype=np.float32)
+
+
+def block_median(image: np.ndarray, good: np.ndarray, block: int = 16) -> np.ndarray:
+    """Large-scale structure of an image: medians of ``block`` x ``block`` cells of good
+    pixels, interpolated back to full size (fast stand-in for a wide median filter)."""
+    ny, nx = image.shape
+    py, px = -ny % block, -nx % block
+    padded = np.pad(np.where(good, image, np.nan), ((0, py), (0, px)), constant_values=np.nan)
+    cells = padded.reshape((ny + py) // block, block, (nx + px) // block, block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (chip gaps)
+        medians = np.nanmedian(cells, axis=(1, 3))
+    medians = np.where(np.isfinite(medians), medians, np.nanmedian(medians))
+    zoom = ((ny + py) / medians.shape[0], (nx + px) / medians.shape[1])
+    full = ndimage.zoom(medians, zoom, order=1, mode="nearest", grid_mode=True)
+    return full[:ny, :nx].astype(np.float32)
 
 
 def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) -> Frame:
@@ -70,7 +88,7 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) ->
         good = (nodata == 0) & np.isfinite(mean)
         norm = np.median(mean[good])
         mean, var = mean / norm, var / norm**2
-        smooth = ndimage.median_filter(np.where(good, mean, 1.0), size=15)
+        smooth = block_median(mean, good, block=16)
         dead = good & ((mean < 0.5 * smooth) | (mean > 1.5 * smooth) | (mean < 0.2))
         mask |= np.where(dead, int(Bit.BAD), 0).astype(np.uint16)
         unlit = good & (smooth < 0.2)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 from astropy.io import fits
 from astropy.time import Time
+from astropy.utils.exceptions import AstropyUserWarning
 
 from potpyri_core.frames import Classification
 from potpyri_core.settings import InstrumentSettings
 
+N_DATA_KEY = "POTNDATA"
+"""Pseudo-keyword: number of HDUs with a 2-D image (0 for header-only extracts)."""
 N_EXTENSIONS_KEY = "POTNEXT"
-"""Pseudo-keyword added to the classification header: number of image extensions."""
+"""Pseudo-keyword added to the classification header: number of extensions (1 for a
+single-HDU file with data)."""
 
 
 class MissingKeywordError(KeyError):
@@ -43,6 +49,14 @@ def read_header(instrument: InstrumentSettings, path: Path) -> fits.Header:
         A new header; the file is opened read-only and never modified.
     """
     kw = instrument.keywords
+    with warnings.catch_warnings():
+        # astropy only warns about a truncated file; for sorting that is an error
+        warnings.simplefilter("error", AstropyUserWarning)
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # non-standard cards in real headers
+        return _read_header(kw, path)
+
+
+def _read_header(kw: Any, path: Path) -> fits.Header:
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
         header = hdul[kw.header_ext].header.copy()
         for ext in (kw.merge_ext, kw.binning_ext):
@@ -50,8 +64,10 @@ def read_header(instrument: InstrumentSettings, path: Path) -> fits.Header:
                 for card in hdul[ext].header.cards:
                     if card.keyword and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
                         header[card.keyword] = card.value
-        n_images = sum(1 for hdu in hdul if hdu.header.get("NAXIS", 0) >= 2)
-    header[N_EXTENSIONS_KEY] = n_images
+        n_extensions = sum(1 for _ in hdul) - 1
+        n_data = sum(1 for hdu in hdul if hdu.header.get("NAXIS", 0) >= 2)
+    header[N_EXTENSIONS_KEY] = n_extensions or int(n_data > 0)
+    header[N_DATA_KEY] = n_data
     return header
 
 
@@ -181,11 +197,16 @@ def classify(instrument: InstrumentSettings, header: fits.Header, path: Path) ->
     """
     inst_value = first_value(header, instrument.keywords.instrument)
     target = clean_target(first_value(header, instrument.keywords.target) or "unknown")
-    base = dict(file=path.name, target=target, amp=amplifiers(instrument, header), binning=binning(instrument, header))
+    base = {"file": path.name, "target": target, "amp": amplifiers(instrument, header), "binning": binning(instrument, header)}
     if inst_value is None or not instrument.identifies(str(inst_value)):
         reason = f"instrument keyword {'/'.join(instrument.keywords.instrument)}={inst_value!r} is not {instrument.name}"
         return Classification(**base, filter="?", exptime=math.nan, type="BAD", time=math.nan, reason=reason)
     kind, reason = frame_type(instrument, header)
+    expected = sum(1 for a in instrument.detector.amplifiers if isinstance(a.hdu, int) and a.applies_to(header))
+    found = header.get(N_DATA_KEY, 0)
+    if 0 < found < expected:
+        reason = f"{path.name}: {found} image extensions, {instrument.name} writes {expected} (incomplete file)"
+        return Classification(**base, filter="?", exptime=math.nan, type="BAD", time=math.nan, reason=reason)
     try:
         band = "none" if kind in ("BIAS", "DARK") else filter_band(instrument, header, path)
         exptime = exposure_time(instrument, header, path)

@@ -50,13 +50,15 @@ def grow(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
 
 
 def satellite_mask(
-    data: np.ndarray, error: np.ndarray, mask: np.ndarray, min_length: float = 300.0, max_width: float = 15.0
+    data: np.ndarray, error: np.ndarray, mask: np.ndarray, min_length: float = 300.0, max_width: float = 12.0
 ) -> np.ndarray:
-    """Find long, thin features (satellite and aircraft trails) in a sky-subtracted frame.
+    """Find long, straight features (satellite and aircraft trails) in a sky-subtracted frame.
 
-    Pixels above 2 sigma in a 3x3-smoothed S/N image are grouped into segments; a segment whose
-    bounding-box diagonal exceeds ``min_length`` pixels while its area/length (mean width)
-    is below ``max_width`` is a trail. The trail is grown by a few pixels.
+    Pixels above 2 sigma in a 3x3-smoothed S/N image are grouped into segments. A segment
+    longer than ``min_length`` pixels along its principal axis whose pixels mostly (> 60%)
+    lie within ``max_width`` / 2 of that axis is a trail (stars touching the trail join its
+    segment but do not move the axis). The pixels of the segment near the axis, grown by
+    a few pixels, are returned.
 
     Returns
     -------
@@ -72,13 +74,23 @@ def satellite_mask(
     for label, box in zip(segments.labels, ndimage.find_objects(segments.data), strict=False):
         if box is None:
             continue
-        height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
-        length = float(np.hypot(height, width))
-        if length < min_length:
+        if np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start) < min_length:
             continue
-        area = segments.areas[segments.get_index(label)]
-        if area / length < max_width:
-            trail[box] |= segments.data[box] == label
+        ys, xs = np.nonzero(segments.data[box] == label)
+        pts = np.column_stack([xs, ys]).astype(float)
+        center = np.median(pts, axis=0)
+        _, _, axes = np.linalg.svd(pts - center, full_matrices=False)
+        along = (pts - center) @ axes[0]
+        across = np.abs((pts - center) @ axes[1])
+        near = across < max_width / 2
+        if np.ptp(along) < min_length or near.mean() < 0.6:
+            continue
+        # refit the axis on the core of the trail, then take every segment pixel close to it
+        center = np.mean(pts[near], axis=0)
+        _, _, axes = np.linalg.svd(pts[near] - center, full_matrices=False)
+        across = np.abs((pts - center) @ axes[1])
+        keep = across < max_width
+        trail[box][ys[keep], xs[keep]] = True
     if trail.any():
         trail = ndimage.binary_dilation(trail, iterations=4)
     return trail

@@ -1,8 +1,10 @@
 """Aperture photometry of a stack, its zero point and limiting magnitudes.
 
 Units: the stack is in e-/s, so ``m = -2.5 log10(flux [e-/s]) + ZPTMAG`` where ``flux`` is
-the total flux of a point source (aperture flux times the aperture correction to
-``APCOR_RADIUS_FWHM`` FWHM, where a Moffat(beta >= 2.5) profile has < 1% of its light outside).
+the total flux of a point source: the aperture flux times the aperture correction to
+``APCOR_RADIUS_FWHM`` FWHM. A Moffat profile with beta = 3 (typical seeing) has 0.9% of its
+light outside 3 FWHM (beta = 4: 0.3%); a larger radius would gather more light from
+neighbours than it recovers from the wings in all but sparse fields.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+from photutils.centroids import centroid_2dg, centroid_sources
+from photutils.psf import fit_fwhm
 from photutils.segmentation import detect_sources
+from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
 from potpyri_core.stages.astrometry import detect_stars
 
-APCOR_RADIUS_FWHM = 5.0
+APCOR_RADIUS_FWHM = 3.0
 APERTURE_RADIUS_FWHM = 1.0
 
 
@@ -40,12 +45,33 @@ class ApertureResult:
     """(empty-aperture variance) / (sum of per-pixel variances in an aperture)."""
 
 
-def measure_fwhm(stars: Table) -> float:
-    """Median FWHM (pixels) of round, bright, unsaturated stars."""
-    round_ = stars[(stars["elongation"] < 1.3) & np.isfinite(stars["fwhm"])]
+def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60) -> float:
+    """Median FWHM (pixels) of round, bright, clean stars from a Gaussian fit to their cores.
+
+    The moment-based FWHM of the detection catalog is only the first guess: it grows with
+    the segmentation footprint of bright stars.
+    """
+    round_ = stars[(stars["elongation"] < 1.3) & np.isfinite(stars["fwhm"])][:nmax]
     if len(round_) < 3:
-        round_ = stars
-    return float(np.median(round_["fwhm"][: max(len(round_) // 2, 3)]))
+        round_ = stars[:nmax]
+    guess = 0.6 * float(np.median(round_["fwhm"]))
+    size = int(max(5, 2 * round(1.5 * guess) + 1))
+    fwhm = fit_fwhm(data, xypos=np.column_stack([round_["x"], round_["y"]]), fwhm=guess, fit_shape=size, mask=bad)
+    fwhm = np.asarray(fwhm, float)
+    fwhm = fwhm[np.isfinite(fwhm) & (fwhm > 0.5)]
+    return float(np.median(fwhm)) if fwhm.size else guess
+
+
+def refine_centroids(data: np.ndarray, xy: np.ndarray, fwhm: float) -> np.ndarray:
+    """Centroids from 2-D Gaussian fits in a 2-FWHM box (windowed moments of the detection
+    segments are pulled by neighbours in crowded fields); a fit that fails or moves more
+    than one FWHM keeps the detection position."""
+    box = int(2 * round(fwhm)) + 1
+    x, y = centroid_sources(data, xy[:, 0], xy[:, 1], box_size=box, centroid_func=centroid_2dg)
+    refined = np.column_stack([x, y])
+    bad = ~np.isfinite(refined).all(axis=1) | (np.hypot(*(refined - xy).T) > fwhm)
+    refined[bad] = xy[bad]
+    return refined
 
 
 def _photometry(data, variance, bad, xy, radius):
@@ -59,6 +85,26 @@ def _photometry(data, variance, bad, xy, radius):
     err = np.asarray(phot["aperture_sum_err"], float)
     masked = aperture_photometry(bad.astype(float), aperture)["aperture_sum"]
     return flux, err, np.asarray(masked, float) > 0
+
+
+def aperture_correction(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, xy: np.ndarray,
+                        flux: np.ndarray, err: np.ndarray, masked: np.ndarray, fwhm: float,
+                        elongation: np.ndarray) -> float:
+    """Ratio of the flux within ``APCOR_RADIUS_FWHM`` FWHM to the flux in the photometry aperture.
+
+    The median ratio of the 25 brightest round, clean stars (S/N > 30, not saturated) with
+    no detected neighbour within twice the large radius (the median resists blends and
+    undetected neighbours).
+    """
+    big, _, big_masked = _photometry(data, variance, bad, xy, APCOR_RADIUS_FWHM * fwhm)
+    nearest, _ = cKDTree(xy).query(xy, k=2)
+    use = (flux > 30 * err) & ~masked & ~big_masked & (nearest[:, 1] > 2 * APCOR_RADIUS_FWHM * fwhm)
+    use &= elongation < 1.2
+    if use.sum() < 3:
+        return 1.0
+    # the brightest: a small bias of the local sky in the wide aperture matters least there
+    brightest = np.flatnonzero(use)[np.argsort(-flux[use])][:25]
+    return float(np.median(big[brightest] / flux[brightest]))
 
 
 def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, radius: float,
@@ -111,23 +157,14 @@ def aperture_photometry_stack(
     stars = detect_stars(data, np.where(bad, 0, error), mask, fwhm_init or 4.0, nmax=3000, snr=5.0)
     if len(stars) < 3:
         raise RuntimeError(f"only {len(stars)} sources found in the stack")
-    fwhm = measure_fwhm(stars)
+    fwhm = measure_fwhm(data, bad, stars)
     radius = APERTURE_RADIUS_FWHM * fwhm
-    xy = np.column_stack([stars["x"], stars["y"]])
+    xy = refine_centroids(np.where(bad, 0.0, data), np.column_stack([stars["x"], stars["y"]]), fwhm)
     flux, err, masked = _photometry(data, variance, bad, xy, radius)
-    # aperture correction from bright, isolated, clean stars
-    big_flux, _, big_masked = _photometry(data, variance, bad, xy, APCOR_RADIUS_FWHM * fwhm)
-    snr = flux / np.where(err > 0, err, np.inf)
-    bright = (snr > 50) & ~masked & ~big_masked & (stars["elongation"] < 1.3)
-    tree_d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1]) if len(xy) < 4000 else None
-    if tree_d is not None:
-        np.fill_diagonal(tree_d, np.inf)
-        bright &= tree_d.min(axis=1) > 2 * APCOR_RADIUS_FWHM * fwhm
-    ratios = big_flux[bright] / flux[bright]
-    apcor = float(sigma_clipped_stats(ratios, sigma=3.0)[1]) if ratios.size >= 3 else 1.0
     empty_sigma, predicted = empty_aperture_sigma(data, variance, bad, radius)
     correlation = empty_sigma**2 / predicted if predicted > 0 else 1.0
     err = err * np.sqrt(max(correlation, 1.0))
+    apcor = aperture_correction(data, variance, bad, xy, flux, err, masked, fwhm, np.asarray(stars["elongation"]))
     sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
     total = flux * apcor
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,6 @@ from astropy.wcs import WCS
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import Amplifier, InstrumentSettings, parse_section
-from potpyri_core.stages.classify import first_value
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def placements(
         x1, x2, y1, y2 = det_sec
         gap = gaps[min(amp.ccd, len(gaps) - 1)]
         mx = _binned(x1, x2, bx)
-        shift = int(round(gap / bx))
+        shift = round(gap / bx)
         mosaic_x = slice(mx.start + shift, mx.start + shift + (data_x.stop - data_x.start))
         my = _binned(y1, y2, by)
         mosaic_y = slice(my.start, my.start + (data_y.stop - data_y.start))

@@ -19,12 +19,15 @@ def frame_weight(variance: np.ndarray, mask: np.ndarray) -> float:
 
 def combine(
     datas: list[np.ndarray], variances: list[np.ndarray], masks: list[np.ndarray], weights: list[float],
-    sigma: float = 3.0,
+    sigma: float = 3.0, snoise: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted mean with per-pixel clipping against the median of the frames.
 
     A value is rejected when it differs from the per-pixel median by more than ``sigma``
-    times its own error (with 3 or more frames); masked pixels never contribute.
+    times its own error, with a "sensitivity noise" ``snoise`` times the median added in
+    quadrature (as IRAF's ccdclip), so that the cores of stars, whose peaks differ between
+    frames through sub-pixel sampling and seeing, are not clipped (3 or more frames only);
+    masked pixels never contribute.
 
     Returns
     -------
@@ -40,7 +43,7 @@ def combine(
     if cube.shape[0] >= 3:
         masked = np.where(usable, cube, np.nan)
         med = np.nanmedian(masked, axis=0)
-        keep = usable & (np.abs(cube - med) <= sigma * np.sqrt(var + 1e-12))
+        keep = usable & (np.abs(cube - med) <= sigma * np.sqrt(var + (snoise * med) ** 2 + 1e-12))
         # never reject everything: fall back to all usable values
         none_kept = ~keep.any(axis=0)
         keep = np.where(none_kept[None], usable, keep)
