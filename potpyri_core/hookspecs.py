@@ -49,9 +49,9 @@ def potpyri_instruments() -> list[dict[str, Any]]:
 
 @hookspec
 def potpyri_catalog_sources() -> list[Any]:
-    """Provide catalog sources (objects with ``name``, ``bands`` and ``query``).
-
-    See :class:`potpyri_core.catalogs.base.CatalogSource` for the protocol.
+    """Provide catalog sources: objects with ``name`` (str), ``bands`` (list of str) and
+    ``query(center, radius_arcmin, band=None) -> Table`` returning the canonical columns of
+    :mod:`potpyri_core.catalogs.columns` (see :class:`potpyri_core.catalogs.vizier.VizierSource`).
     """
 
 

@@ -36,8 +36,10 @@ from astropy.table import Table
 from astropy.time import Time
 
 from potpyri_core import __version__
+from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError, catalog_cache_dir
 from potpyri_core.catalogs.columns import at_epoch
 from potpyri_core.catalogs.local import LocalCatalog
+from potpyri_core.catalogs.online import FieldCatalogs
 from potpyri_core.filelist import select, sort_night
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
@@ -299,6 +301,9 @@ class Pipeline:
                         frame = load_raw(self.instrument, self.data_path / row["File"], float(row["Exp"]))
                         if kind != "bias":
                             frame = self._precalibrate(frame, row, kind)
+                        # combining uses the pixels and the mask only: free the rest now
+                        frame.variance = np.empty(0, np.float32)
+                        frame.readnoise = None
                         frames.append(frame)
                     master = self.plugins.hook.potpyri_build_calibration(
                         instrument=self.instrument, kind=kind, frames=frames, options={"group": group})
@@ -360,11 +365,23 @@ class Pipeline:
         for name, ok, seconds, message in self._map(_frame_job, jobs):
             self._record("frames", name, ok, seconds, message)
 
-    def reference_catalog(self) -> LocalCatalog | None:
-        """The saved reference catalogs given with ``--catalog`` (None when there are none)."""
-        if not self.options.catalogs:
+    def reference_catalog(self) -> LocalCatalog | FieldCatalogs | None:
+        """Saved catalogs given with ``--catalog``, else the online sources around the field
+        (cached in ``red/catalogs``); None when no calibrated frame tells where the field is."""
+        if self.options.catalogs:
+            return LocalCatalog(list(self.options.catalogs))
+        paths = [self.workspace_path(r["File"]) for r in self._rows("SCIENCE")]
+        paths = [p for p in paths if p.exists()]
+        if not paths:
             return None
-        return LocalCatalog(list(self.options.catalogs))
+        header = fits.getheader(paths[0])
+        wcs = Frame(np.empty(0), np.empty(0), np.empty(0), header).wcs
+        ny, nx = header["NAXIS2"], header["NAXIS1"]
+        center = wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
+        corner = wcs.pixel_to_world(0, 0)
+        radius = center.separation(corner).arcmin * 1.2 + 0.5  # dithers and header pointing errors
+        cache = CatalogCache(catalog_cache_dir(self.data_path))
+        return FieldCatalogs(self.plugins.catalog_sources(), cache, center, radius, self.instrument.zeropoint)
 
     def stage_astrometry(self) -> None:
         """Solve the WCS of every calibrated science frame against the reference catalog."""
@@ -373,10 +390,13 @@ class Pipeline:
             return
         catalog = self.reference_catalog()
         if catalog is None:
-            self._record("astrometry", "all frames", False, 0.0,
-                         "no reference catalog: pass --catalog FILE (Gaia DR3 columns); header WCS kept")
+            self._record("astrometry", "all frames", False, 0.0, "no calibrated science frames")
             return
-        reference = catalog.astrometric()
+        try:
+            reference = catalog.astrometric()
+        except CatalogUnavailableError as exc:
+            self._record("astrometry", "all frames", False, 0.0, f"{exc}; header WCS kept")
+            return
         jobs = [(self.workspace_path(r["File"]), reference, self.options.fwhm_init)
                 for r in self._rows("SCIENCE") if self.workspace_path(r["File"]).exists()]
         for name, ok, seconds, message in self._map(_astrometry_job, jobs):
@@ -487,7 +507,7 @@ class Pipeline:
                 self._record("photometry", path.name, False, time.perf_counter() - start,
                              f"{type(exc).__name__}: {exc}")
 
-    def _photometry_one(self, path: Path, band: str, catalog: LocalCatalog | None) -> str:
+    def _photometry_one(self, path: Path, band: str, catalog: LocalCatalog | FieldCatalogs | None) -> str:
         frame = Frame.from_file(path)
         with fits.open(path) as hdul:
             extras = [h.copy() for h in hdul[3:] if h.name not in ("APPPHOT",)]
@@ -502,22 +522,30 @@ class Pipeline:
         h["NOISECOR"] = (result.noise_correlation, "empty-aperture var / summed pixel var")
         h["SKYSIG"] = (float(np.median(np.sqrt(frame.variance[(frame.mask & 0xFF) == 0]))), "median ERROR (e-/s)")
         message = f"{len(result.table)} sources, FWHM {result.fwhm * scale:.2f}\""
-        if catalog is not None and catalog.photometric(band) is not None:
-            zp = photometry.zero_point(result.table, catalog.photometric(band), band, self.options.phot_sn_min,
+        problem = ""
+        try:
+            reference = catalog.photometric(band) if catalog is not None else None
+        except CatalogUnavailableError as exc:
+            reference, problem = None, str(exc)
+        if reference is None and not problem:
+            problem = (f"no {band}-band reference catalog for this instrument and field: no zero point"
+                       f" (pass --catalog FILE with {band} magnitudes)")
+        if reference is not None:
+            zp = photometry.zero_point(result.table, reference, band, self.options.phot_sn_min,
                                        self.options.phot_sn_max)
             h["ZPTMAG"] = (zp["ZPTMAG"], "m = -2.5 log10(e-/s) + ZPTMAG (AB)")
             h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
             h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")
-            h["ZPTCAT"] = (Path(catalog.photometric(band).meta["source"]).name[:60], "zero point catalog")
+            h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
             for key, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
                 h[key] = (value, f"{key[1:-5]}-sigma point-source limit (AB)")
             result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
             message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
-        else:
-            message += f", no {band} catalog: no zero point"
         table_hdu = fits.table_to_hdu(result.table)
         table_hdu.name = "APPPHOT"
         atomic_write(frame.to_hdul([*extras, table_hdu]), path)
+        if problem:
+            raise RuntimeError(f"{message}; {problem}")
         return message
 
 

@@ -72,10 +72,12 @@ class PluginManager:
     def _manager(self) -> pluggy.PluginManager:
         if self._pm is None:
             from potpyri_core import defaults
+            from potpyri_core.catalogs import builtin as builtin_catalogs
 
             pm = pluggy.PluginManager("potpyri")
             pm.add_hookspecs(hookspecs)
             pm.register(defaults, name="potpyri-core")
+            pm.register(builtin_catalogs, name="potpyri-core-catalogs")
             self._dists[str(id(defaults))] = ("potpyri-core", _dist_version("potpyri-core"))
             for plugin in self.extra_plugins:
                 self._register(pm, plugin, getattr(plugin, "__name__", repr(plugin)), "dev")

@@ -30,7 +30,8 @@ from potpyri_core.simulate.artifacts import cosmic_ray_image
 def small_cfg(**kw) -> SceneConfig:
     base = {"shape": (600, 800), "pixel_scale": 0.25, "ra": 150.0, "dec": 2.2,
             "gap_columns": [(395, 405)], "n_science": 2, "n_flats": 2, "n_bias": 2,
-            "n_darks": 1, "dark_e_per_s": 0.01, "saturation_e": 60000.0, "seed": 7}
+            "n_darks": 1, "dark_e_per_s": 0.01, "saturation_e": 60000.0, "seed": 7,
+            "cosmic_ray_rate_per_cm2_s": 0.5}  # 10x the ground rate: enough hits in a small frame
     base.update(kw)
     return SceneConfig(**base)
 

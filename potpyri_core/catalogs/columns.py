@@ -10,14 +10,14 @@ import numpy as np
 from astropy.table import Table
 
 POSITION_NAMES = {
-    "ra": ["ra", "RA_ICRS", "RAJ2000", "RAdeg", "RA"],
-    "dec": ["dec", "DE_ICRS", "DEJ2000", "DEdeg", "DEC", "Dec"],
+    "ra": ["ra", "RA_ICRS", "RAICRS", "RAJ2000", "RAdeg", "RA"],
+    "dec": ["dec", "DE_ICRS", "DEICRS", "DEJ2000", "DEdeg", "DEC", "Dec"],
     "pmra": ["pmra", "pmRA"],
     "pmdec": ["pmdec", "pmDE"],
     "ref_epoch": ["ref_epoch", "Epoch"],
 }
 MAGNITUDE_NAMES = {
-    "G": (["phot_g_mean_mag", "Gmag"], []),
+    "G": (["phot_g_mean_mag", "Gmag"], ["e_Gmag"]),
     "u": (["umag", "uPSF", "u_psf"], ["e_umag", "e_uPSF"]),
     "v": (["vmag", "vPSF", "v_psf"], ["e_vmag", "e_vPSF"]),
     "g": (["gmag", "gPSF", "g_psf"], ["e_gmag", "e_gPSF"]),

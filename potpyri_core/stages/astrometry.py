@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.convolution import Gaussian2DKernel, convolve_fft
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.wcs import WCS
 from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
 from photutils.segmentation import SourceCatalog, detect_sources
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.stages.centroids import refine_centroids
 
 
 class AstrometryError(RuntimeError):
@@ -45,6 +46,9 @@ def detect_stars(
 ) -> Table:
     """Detect compact sources and measure windowed centroids.
 
+    Positions are Gaussian-windowed centroids with a window sized by ``fwhm_pix``
+    (:func:`~potpyri_core.stages.centroids.refine_centroids`).
+
     Returns
     -------
     astropy.table.Table
@@ -53,10 +57,10 @@ def detect_stars(
     """
     bad = (mask & UNUSABLE) > 0
     sigma = max(fwhm_pix, 1.0) / 2.355
-    kernel = Gaussian2DKernel(sigma, x_size=int(4 * sigma) * 2 + 1)
-    clean = np.where(bad, 0.0, data)
-    smooth = convolve_fft(clean, kernel, normalize_kernel=True, boundary="fill", fill_value=0.0, allow_huge=True)
-    noise = np.where(bad, np.inf, error) * np.sqrt((kernel.array**2).sum())
+    clean = np.where(bad, 0.0, data).astype(np.float32)
+    smooth = ndimage.gaussian_filter(clean, sigma, mode="constant", truncate=4.0)
+    # noise of a Gaussian-weighted sum of independent pixels: sigma_pix / (2 sqrt(pi) sigma)
+    noise = np.where(bad, np.inf, error) / (2.0 * np.sqrt(np.pi) * sigma)
     threshold = snr * np.median(noise[np.isfinite(noise)]) / 2.0
     segments = detect_sources(np.where(bad, 0.0, smooth), threshold, n_pixels=5)
     if segments is None:
@@ -81,14 +85,17 @@ def detect_stars(
     sub = catalog[keep]
     table = Table(
         {
-            "x": np.asarray(sub.x_centroid_win, float),
-            "y": np.asarray(sub.y_centroid_win, float),
+            "x": np.asarray(sub.x_centroid, float),
+            "y": np.asarray(sub.y_centroid, float),
             "flux": np.asarray(sub.segment_flux, float),
             "fwhm": np.asarray(sub.fwhm.value, float),
             "elongation": np.asarray(sub.elongation.value, float),
         }
     )
-    return table[np.isfinite(table["x"]) & np.isfinite(table["y"])]
+    table = table[np.isfinite(table["x"]) & np.isfinite(table["y"])]
+    refined = refine_centroids(clean, np.column_stack([table["x"], table["y"]]), max(fwhm_pix, 1.0))
+    table["x"], table["y"] = refined[:, 0], refined[:, 1]
+    return table
 
 
 def _vote(xy_det: np.ndarray, xy_cat: np.ndarray, center: np.ndarray, max_shift: float,

@@ -11,7 +11,7 @@ from potpyri_core.frames import Frame
 from potpyri_core.maskbits import UNUSABLE, Bit
 
 
-def cosmic_ray_mask(frame: Frame, saturation_e: float, sigclip: float = 4.5, niter: int = 3) -> np.ndarray:
+def cosmic_ray_mask(frame: Frame, saturation_e: float, sigclip: float = 4.5, niter: int = 2) -> np.ndarray:
     """Flag cosmic rays with astroscrappy (L.A.Cosmic) on native, flat-fielded pixels.
 
     The frame is in electrons with the sky still in it, so the noise model uses gain 1 and

@@ -17,13 +17,13 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
-from photutils.centroids import centroid_2dg, centroid_sources
 from photutils.psf import fit_fwhm
 from photutils.segmentation import detect_sources
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
 from potpyri_core.stages.astrometry import detect_stars
+from potpyri_core.stages.centroids import refine_centroids
 
 APCOR_RADIUS_FWHM = 3.0
 APERTURE_RADIUS_FWHM = 1.0
@@ -62,18 +62,6 @@ def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60
     return float(np.median(fwhm)) if fwhm.size else guess
 
 
-def refine_centroids(data: np.ndarray, xy: np.ndarray, fwhm: float) -> np.ndarray:
-    """Centroids from 2-D Gaussian fits in a 2-FWHM box (windowed moments of the detection
-    segments are pulled by neighbours in crowded fields); a fit that fails or moves more
-    than one FWHM keeps the detection position."""
-    box = int(2 * round(fwhm)) + 1
-    x, y = centroid_sources(data, xy[:, 0], xy[:, 1], box_size=box, centroid_func=centroid_2dg)
-    refined = np.column_stack([x, y])
-    bad = ~np.isfinite(refined).all(axis=1) | (np.hypot(*(refined - xy).T) > fwhm)
-    refined[bad] = xy[bad]
-    return refined
-
-
 def _photometry(data, variance, bad, xy, radius):
     aperture = CircularAperture(xy, r=radius)
     annulus = CircularAnnulus(xy, r_in=radius * 3.0, r_out=radius * 4.5)
@@ -96,15 +84,13 @@ def aperture_correction(data: np.ndarray, variance: np.ndarray, bad: np.ndarray,
     no detected neighbour within twice the large radius (the median resists blends and
     undetected neighbours).
     """
-    big, _, big_masked = _photometry(data, variance, bad, xy, APCOR_RADIUS_FWHM * fwhm)
     nearest, _ = cKDTree(xy).query(xy, k=2)
-    use = (flux > 30 * err) & ~masked & ~big_masked & (nearest[:, 1] > 2 * APCOR_RADIUS_FWHM * fwhm)
-    use &= elongation < 1.2
-    if use.sum() < 3:
-        return 1.0
+    use = (flux > 30 * err) & ~masked & (nearest[:, 1] > 2 * APCOR_RADIUS_FWHM * fwhm) & (elongation < 1.2)
     # the brightest: a small bias of the local sky in the wide aperture matters least there
-    brightest = np.flatnonzero(use)[np.argsort(-flux[use])][:25]
-    return float(np.median(big[brightest] / flux[brightest]))
+    candidates = np.flatnonzero(use)[np.argsort(-flux[use])][:40]
+    big, _, big_masked = _photometry(data, variance, bad, xy[candidates], APCOR_RADIUS_FWHM * fwhm)
+    ratios = (big / flux[candidates])[~big_masked][:25]
+    return float(np.median(ratios)) if ratios.size >= 3 else 1.0
 
 
 def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, radius: float,

@@ -1,0 +1,63 @@
+"""Reference catalogs for one field from the installed catalog sources (cached on disk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+
+from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError
+from potpyri_core.settings import ZeroPointCatalogs
+
+ASTROMETRIC_SOURCE = "gaia"
+
+
+class FieldCatalogs:
+    """The astrometric and photometric catalogs of one field, queried once and cached.
+
+    Offers the same ``astrometric()`` / ``photometric(band)`` as
+    :class:`~potpyri_core.catalogs.local.LocalCatalog`.
+
+    Parameters
+    ----------
+    sources : dict
+        Catalog sources by lower-case name (from ``PluginManager.catalog_sources()``).
+    cache : CatalogCache
+        Where answers are kept (``DATA_PATH/red/catalogs``).
+    center : SkyCoord
+        Field centre.
+    radius_arcmin : float
+        Query radius.
+    zeropoint : ZeroPointCatalogs
+        The instrument's choice of photometric catalog per band and hemisphere.
+    """
+
+    def __init__(self, sources: dict[str, Any], cache: CatalogCache, center: SkyCoord, radius_arcmin: float,
+                 zeropoint: ZeroPointCatalogs) -> None:
+        self.sources = sources
+        self.cache = cache
+        self.center = center
+        self.radius = radius_arcmin
+        self.zeropoint = zeropoint
+
+    def _source(self, name: str) -> Any:
+        if name not in self.sources:
+            raise CatalogUnavailableError(
+                f"no catalog source {name!r} installed (installed: {', '.join(sorted(self.sources)) or 'none'});"
+                " pass --catalog FILE to reduce offline"
+            )
+        return self.sources[name]
+
+    def astrometric(self) -> Table:
+        """Gaia DR3 around the field."""
+        return self.cache.query(self._source(ASTROMETRIC_SOURCE), self.center, self.radius)
+
+    def photometric(self, band: str) -> Table | None:
+        """The instrument's zero-point catalog for ``band`` at this declination, or None."""
+        name = self.zeropoint.catalog_for(band, float(self.center.dec.deg))
+        if name is None:
+            return None
+        table = self.cache.query(self._source(name), self.center, self.radius, band)
+        table.meta.setdefault("source", name)
+        return table
