@@ -8,6 +8,7 @@ re-run with ``--no-redo-sort``; the edits are honoured.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 from collections.abc import Iterable
@@ -21,13 +22,14 @@ from potpyri_core.frames import Classification
 from potpyri_core.settings import InstrumentSettings
 
 COLUMNS = ["File", "Target", "TargType", "Filter", "Amp", "Binning", "Exp", "Type", "CalType", "Time", "Reason"]
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.bz2", ".fits.fz", ".fz")
 
 
-def find_raw_files(data_path: Path) -> list[Path]:
-    """Return the FITS files directly in ``data_path`` (plain, .gz, .bz2, .fz), sorted."""
+def find_raw_files(data_path: Path, patterns: list[str]) -> list[Path]:
+    """Return the files directly in ``data_path`` matching the instrument's raw-file
+    patterns (``InstrumentSettings.raw_glob``, case-insensitive), sorted."""
     return sorted(
-        p for p in data_path.iterdir() if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES)
+        p for p in data_path.iterdir()
+        if p.is_file() and any(fnmatch.fnmatch(p.name.lower(), pattern.lower()) for pattern in patterns)
     )
 
 
@@ -125,9 +127,9 @@ def sort_night(
     list_path = data_path / file_list_name
     if not redo and list_path.exists():
         return read_file_list(list_path)
-    paths = find_raw_files(data_path)
+    paths = find_raw_files(data_path, instrument.raw_glob)
     if not paths:
-        raise FileNotFoundError(f"{data_path}: no FITS files (*.fits, *.fits.gz, *.fits.bz2, *.fits.fz) found")
+        raise FileNotFoundError(f"{data_path}: no raw files matching {', '.join(instrument.raw_glob)}")
     table = to_table(classify_files(instrument, paths, workers))
     write_file_list(table, list_path)
     return table

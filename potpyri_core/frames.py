@@ -10,6 +10,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from potpyri_core import __version__
 from potpyri_core.maskbits import MASK_BITS
 
 
@@ -82,6 +83,7 @@ class Frame:
         """Return SCI, MASK, ERROR extensions (plus ``extra``) as an HDU list."""
         primary = fits.PrimaryHDU(self.data.astype(np.float32), header=self.header)
         primary.header["EXTNAME"] = "SCI"
+        primary.header["POTPYRI"] = (__version__, "potpyri-core version that wrote this file")
         mask_header = fits.Header()
         for bit, (name, text) in MASK_BITS.items():
             mask_header[f"MASKB{bit.bit_length() - 1}"] = (f"{bit}={name}", text[:50])

@@ -524,8 +524,9 @@ class Pipeline:
         message = f"{len(result.table)} sources, FWHM {result.fwhm * scale:.2f}\""
         problem = ""
         try:
-            reference = catalog.photometric(band) if catalog is not None else None
-        except CatalogUnavailableError as exc:
+            reference = (catalog.photometric(band, self.instrument.zeropoint.vega_to_ab)
+                         if catalog is not None else None)
+        except (CatalogUnavailableError, ValueError) as exc:
             reference, problem = None, str(exc)
         if reference is None and not problem:
             problem = (f"no {band}-band reference catalog for this instrument and field: no zero point"

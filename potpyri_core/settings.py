@@ -118,6 +118,17 @@ class FrameTyping(StrictModel):
         return [(name, getattr(self, name.lower())) for name in FRAME_TYPES]
 
 
+class KeywordOverride(StrictModel):
+    """Keyword lists used instead of the defaults for frames whose header matches ``when``."""
+
+    when: dict[str, str] = Field(min_length=1)
+    target: list[str] | None = None
+    exptime: list[str] | None = None
+    filter: list[str] | None = None
+    binning: list[str] | None = None
+    amp: list[str] | None = None
+
+
 class Keywords(StrictModel):
     """Where each piece of metadata lives in the header.
 
@@ -133,8 +144,8 @@ class Keywords(StrictModel):
     exptime: list[str]
     exptime_multiply: list[str] = []
     """Keywords the exposure time is multiplied by (e.g. coadds)."""
-    exptime_from_dates: tuple[str, str] | None = None
-    """Fallback: the exposure is the difference of these two ISO dates (start, end)."""
+    exptime_from_dates: list[tuple[str, str]] = []
+    """Fallbacks, in order: the exposure is the difference of two ISO dates (start, end)."""
     filter: list[str]
     filter_ignore: list[str] = ["open", "none", "clear", "empty"]
     """Filter values (substrings, lower case) that mean "no filter in this wheel"."""
@@ -152,6 +163,17 @@ class Keywords(StrictModel):
     """Per-extension read-noise keyword (e-), used over the settings value when present."""
     saturate: str | None = None
     """Header keyword with the saturation level in ADU, used over the settings value."""
+    overrides: list[KeywordOverride] = []
+    """Keyword lists that replace the ones above for frames matching a header pattern
+    (e.g. the filter keyword of each side of a two-sided instrument); first match wins."""
+
+    def for_header(self, header: Any) -> Keywords:
+        """The keyword map for one frame: the first matching override applied."""
+        for override in self.overrides:
+            if FrameRule(when=override.when).matches(header):
+                changes = override.model_dump(exclude={"when"}, exclude_none=True)
+                return self.model_copy(update=changes)
+        return self
 
 
 class Amplifier(StrictModel):
@@ -292,7 +314,8 @@ class InstrumentSettings(StrictModel):
     out_size: int = Field(gt=0)
     """Side of the output stack grid at 1x1 binning (divided by the binning)."""
     zeropoint: ZeroPointCatalogs
-    raw_glob: list[str] = ["*.fits", "*.fits.gz", "*.fits.bz2", "*.fits.fz", "*.fit"]
+    raw_glob: list[str] = ["*.fits", "*.fits.gz", "*.fits.bz2", "*.fits.fz", "*.fz", "*.fit", "*.fit.gz", "*.fts"]
+    """File-name patterns of raw files in a night's folder (matched case-insensitively)."""
     simulation: SimulationFormat | None = None
 
     @field_validator("filters")
@@ -313,6 +336,11 @@ class InstrumentSettings(StrictModel):
             if (ref.startswith("=") and value == ref[1:]) or (not ref.startswith("=") and ref in value):
                 return True
         return False
+
+    def for_header(self, header: Any) -> InstrumentSettings:
+        """These settings with the keyword map resolved for one frame's header."""
+        keywords = self.keywords.for_header(header)
+        return self if keywords is self.keywords else self.model_copy(update={"keywords": keywords})
 
     def band_of(self, filter_value: str) -> str:
         """Map a raw filter name to a band (``r_G0303`` -> ``r``); unmapped names pass through."""

@@ -30,6 +30,8 @@ MAGNITUDE_NAMES = {
     "K": (["Kmag", "Ksmag"], ["e_Kmag", "e_Ksmag"]),
 }
 GAIA_DR3_EPOCH = 2016.0
+VEGA_COLUMNS = {"Jmag", "Hmag", "Kmag", "Ksmag"}
+"""2MASS magnitude columns: Vega system (the table's ``meta['vega_bands']`` lists them)."""
 
 
 def _first(table: Table, names: list[str]) -> str | None:
@@ -50,6 +52,12 @@ def normalise(table: Table, source: str) -> Table:
     source : str
         Where the table came from, for messages.
 
+    Returns
+    -------
+    astropy.table.Table
+        Magnitudes as in the input; bands whose input columns are Vega (2MASS) are listed
+        in ``meta['vega_bands']`` for the caller to convert.
+
     Raises
     ------
     ValueError
@@ -67,10 +75,13 @@ def normalise(table: Table, source: str) -> Table:
         )
     if "pmra" in out.colnames and "ref_epoch" not in out.colnames:
         out["ref_epoch"] = GAIA_DR3_EPOCH
+    vega = []
     for band, (mag_names, err_names) in MAGNITUDE_NAMES.items():
         name = _first(table, mag_names)
         if name is None:
             continue
+        if name in VEGA_COLUMNS:
+            vega.append(band)
         column = table[name]
         out[f"mag_{band}"] = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
         err = _first(table, err_names)
@@ -78,6 +89,7 @@ def normalise(table: Table, source: str) -> Table:
             column = table[err]
             out[f"err_{band}"] = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
     out.meta["source"] = source
+    out.meta["vega_bands"] = vega
     return out
 
 

@@ -52,9 +52,30 @@ class LocalCatalog:
                 return table
         return self.tables[0]
 
-    def photometric(self, band: str) -> Table | None:
-        """The table with magnitudes in ``band``, or None."""
+    def photometric(self, band: str, vega_to_ab: dict[str, float] | None = None) -> Table | None:
+        """The table with magnitudes in ``band`` (AB), or None.
+
+        Parameters
+        ----------
+        band : str
+            Band wanted.
+        vega_to_ab : dict, optional
+            Offsets added to Vega magnitudes (2MASS J, H, K) to make them AB.
+
+        Raises
+        ------
+        ValueError
+            When the file's magnitudes in ``band`` are Vega and no offset is known.
+        """
         for table in self.tables:
-            if f"mag_{band}" in table.colnames:
-                return table
+            if f"mag_{band}" not in table.colnames:
+                continue
+            if band in table.meta.get("vega_bands", []):
+                if not vega_to_ab or band not in vega_to_ab:
+                    raise ValueError(f"{table.meta['source']}: {band} magnitudes are Vega and no Vega-to-AB offset"
+                                     " is set for this instrument (zeropoint.vega_to_ab)")
+                table = table.copy()
+                table[f"mag_{band}"] += vega_to_ab[band]
+                table.meta["vega_bands"] = [b for b in table.meta["vega_bands"] if b != band]
+            return table
         return None

@@ -53,8 +53,12 @@ class FieldCatalogs:
         """Gaia DR3 around the field."""
         return self.cache.query(self._source(ASTROMETRIC_SOURCE), self.center, self.radius)
 
-    def photometric(self, band: str) -> Table | None:
-        """The instrument's zero-point catalog for ``band`` at this declination, or None."""
+    def photometric(self, band: str, vega_to_ab: dict[str, float] | None = None) -> Table | None:
+        """The instrument's zero-point catalog for ``band`` at this declination (AB), or None.
+
+        The online sources return AB magnitudes themselves, so ``vega_to_ab`` is unused
+        here; it keeps the call the same as for :class:`~potpyri_core.catalogs.local.LocalCatalog`.
+        """
         name = self.zeropoint.catalog_for(band, float(self.center.dec.deg))
         if name is None:
             return None

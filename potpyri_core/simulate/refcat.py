@@ -34,6 +34,8 @@ PS1_SATURATION = 14.0
 TWOMASS_LIMITS = {"J": 16.8, "H": 16.0, "K": 15.3}
 TWOMASS_SN10 = {"J": 15.8, "H": 15.1, "K": 14.3}
 GAIA_LIMIT = 21.0
+#: Scatter (mag) of PS1 Kron about PSF magnitudes of stars (real PS1 stars: PSF - Kron ~ 0 +- 0.02-0.05).
+PS1_KRON_SCATTER = 0.02
 
 
 def canonical_band(band: str) -> str:
@@ -85,6 +87,19 @@ def _positions(truth: Table, keep: np.ndarray, epoch: float, ref_epoch: float,
     return ra % 360.0, dec
 
 
+def _side_stream(rng: np.random.Generator, entropy: np.ndarray) -> np.random.Generator:
+    """An independent generator that leaves ``rng``'s own stream untouched.
+
+    Columns added later draw from it, so adding them changes no value drawn from ``rng``
+    (the same seed gives the same night as before). ``entropy`` (integers drawn earlier
+    from ``rng``) seeds it when ``rng`` cannot spawn (no SeedSequence).
+    """
+    try:
+        return rng.spawn(1)[0]
+    except (TypeError, ValueError, AttributeError):
+        return np.random.default_rng(np.asarray(entropy, dtype=np.uint64) % np.uint64(2**32))
+
+
 def _write_table(tab: Table, path: Path) -> None:
     buf = io.StringIO()
     tab.write(buf, format="ascii.ecsv")
@@ -101,10 +116,13 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
       positions at ``cfg.ref_epoch`` with 0.1 mas (G=17) to 1 mas (G=21)
       noise, G = r + colour term (0.1-0.2 mag scatter), G < 21, 2 % dropped.
     * ``ps1.ecsv`` (VizieR II/349): ``objID, RAJ2000, DEJ2000, gmag, e_gmag,
-      ... ymag, e_ymag``; positions at epoch 2012.0 with 15-50 mas noise; the
-      ``cfg.band`` column is truth + Gaussian noise of ``e`` (0.01 at 17,
-      0.1 at 22); sources with band mag < 14 (saturated) or > 23 are omitted;
-      other bands fainter than their limit are masked.
+      gKmag, e_gKmag, ... ymag, e_ymag, yKmag, e_yKmag``; positions at epoch
+      2012.0 with 15-50 mas noise; the ``cfg.band`` column is truth + Gaussian
+      noise of ``e`` (0.01 at 17, 0.1 at 22); Kron magnitudes are the PSF
+      magnitude + N(0, 0.02) (stars only: PSF - Kron passes the 0.1 mag
+      point-source cut), drawn from a side stream so every other value is as
+      without them; sources with band mag < 14 (saturated) or > 23 are
+      omitted; other bands fainter than their limit are masked.
     * ``twomass.ecsv`` (VizieR II/246, only for J/H/K ``cfg.band``): Vega
       magnitudes (AB minus J 0.91, H 1.39, K 1.85), positions at 2000.0.
 
@@ -182,6 +200,7 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
     ps1["objID"] = _unique_ids(rng, int(keep.sum()), 10**17)
     ps1["RAJ2000"], ps1["DEJ2000"] = ra, dec
     ps1["RAJ2000"].unit = ps1["DEJ2000"].unit = "deg"
+    kron_rng = _side_stream(rng, ps1["objID"])
     for key in ps_bands:
         true_m = mags[key][keep]
         err = _mag_error(true_m, 0.01, 22.0)
@@ -189,6 +208,11 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
         bad = true_m > PS1_LIMITS[key]
         ps1[f"{key}mag"] = MaskedColumn(obs, mask=bad, unit="mag")
         ps1[f"e_{key}mag"] = MaskedColumn(err, mask=bad, unit="mag")
+        # Kron magnitudes of point sources: the PSF magnitude within PS1_KRON_SCATTER, so
+        # PSF - Kron stays far below the 0.1 mag point-source cut.
+        kron = obs + PS1_KRON_SCATTER * kron_rng.standard_normal(true_m.size)
+        ps1[f"{key}Kmag"] = MaskedColumn(kron, mask=bad, unit="mag")
+        ps1[f"e_{key}Kmag"] = MaskedColumn(np.hypot(err, PS1_KRON_SCATTER), mask=bad, unit="mag")
     ps1.meta["epoch"] = 2012.0
     paths["ps1"] = outdir / "ps1.ecsv"
     _write_table(ps1, paths["ps1"])

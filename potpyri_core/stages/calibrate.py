@@ -15,12 +15,14 @@ class MissingCalibrationError(RuntimeError):
     """A calibration the instrument needs is missing or has too few frames."""
 
 
-def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2,
+                 rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Sigma-clipped mean along axis 0 and the variance of that mean, in float32.
 
     Values further than ``sigma`` standard deviations from the per-pixel median are
-    rejected (twice). Written with float32 numpy rather than ``astropy.stats.sigma_clip``,
-    whose float64 temporaries quadruple the memory of a full-frame cube.
+    rejected (twice). Written with float32 numpy, ``rows`` image rows at a time, rather
+    than ``astropy.stats.sigma_clip`` on the whole cube, whose temporaries take several
+    times the memory of a full-frame cube.
 
     Returns
     -------
@@ -28,19 +30,24 @@ def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2) -> t
         float32 arrays; the variance is the clipped sample variance divided by the number
         of frames kept (zero for a single frame).
     """
-    keep = np.ones(cube.shape, bool)
+    mean = np.empty(cube.shape[1:], np.float32)
+    var = np.zeros(cube.shape[1:], np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-rejected pixels
-        for _ in range(iterations):
-            masked = np.where(keep, cube, np.float32(np.nan))
-            center = np.nanmedian(masked, axis=0)
-            spread = np.nanstd(masked, axis=0)
-            keep = np.abs(cube - center) <= sigma * spread + 1e-6
-        masked = np.where(keep, cube, np.float32(np.nan))
-        mean = np.nanmean(masked, axis=0)
-        count = keep.sum(axis=0)
-        var = np.nanvar(masked, axis=0, ddof=1) / np.maximum(count, 1) if cube.shape[0] > 1 else np.zeros_like(mean)
-    return mean.astype(np.float32), np.nan_to_num(var).astype(np.float32)
+        for start in range(0, cube.shape[1], rows):
+            block = cube[:, start:start + rows]
+            keep = np.ones(block.shape, bool)
+            for _ in range(iterations):
+                masked = np.where(keep, block, np.float32(np.nan))
+                center = np.nanmedian(masked, axis=0)
+                spread = np.nanstd(masked, axis=0)
+                keep = np.abs(block - center) <= sigma * spread + 1e-6
+            masked = np.where(keep, block, np.float32(np.nan))
+            mean[start:start + rows] = np.nanmean(masked, axis=0)
+            if cube.shape[0] > 1:
+                count = np.maximum(keep.sum(axis=0), 1)
+                var[start:start + rows] = np.nan_to_num(np.nanvar(masked, axis=0, ddof=1) / count)
+    return mean, var
 
 
 def block_median(image: np.ndarray, good: np.ndarray, block: int = 16) -> np.ndarray:

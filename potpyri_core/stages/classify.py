@@ -95,12 +95,12 @@ def exposure_time(instrument: InstrumentSettings, header: fits.Header, path: Pat
     """Return the exposure time in seconds (with multipliers and date fallbacks)."""
     kw = instrument.keywords
     value = first_value(header, kw.exptime)
-    if value is None and kw.exptime_from_dates:
-        start, end = (first_value(header, [k]) for k in kw.exptime_from_dates)
-        if start is not None and end is not None:
-            return float((Time(str(end)) - Time(str(start))).sec)
     if value is None:
-        names = kw.exptime + list(kw.exptime_from_dates or ())
+        for pair in kw.exptime_from_dates:
+            start, end = (first_value(header, [k]) for k in pair)
+            if start is not None and end is not None:
+                return float((Time(str(end)) - Time(str(start))).sec)
+        names = kw.exptime + [k for pair in kw.exptime_from_dates for k in pair]
         raise MissingKeywordError(
             f"{path.name}: missing keyword for the exposure time: expected one of {', '.join(names)}"
         )
@@ -195,6 +195,7 @@ def classify(instrument: InstrumentSettings, header: fits.Header, path: Path) ->
         A BAD classification with the reason when a required keyword is missing or the file
         belongs to another instrument; never raises for a readable header.
     """
+    instrument = instrument.for_header(header)
     inst_value = first_value(header, instrument.keywords.instrument)
     target = clean_target(first_value(header, instrument.keywords.target) or "unknown")
     base = {"file": path.name, "target": target, "amp": amplifiers(instrument, header), "binning": binning(instrument, header)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from potpyri_core.maskbits import UNUSABLE, Bit
@@ -41,8 +43,10 @@ def combine(
     usable = ((bits & UNUSABLE) == 0) & (var > 0)
     w = np.asarray(weights, np.float32)[:, None, None] * usable
     if cube.shape[0] >= 3:
-        masked = np.where(usable, cube, np.nan)
-        med = np.nanmedian(masked, axis=0)
+        masked = np.where(usable, cube, np.float32(np.nan))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame covers
+            med = np.nanmedian(masked, axis=0)
         keep = usable & (np.abs(cube - med) <= sigma * np.sqrt(var + (snoise * med) ** 2 + 1e-12))
         # never reject everything: fall back to all usable values
         none_kept = ~keep.any(axis=0)

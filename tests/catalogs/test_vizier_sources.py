@@ -1,27 +1,21 @@
 """VizieR catalog sources against a local stand-in for VizieR's ``viz-bin/votable`` endpoint.
 
-The server runs on 127.0.0.1 (random free port) in a thread, and answers the plain-text
-query script astroquery POSTs (``-source``, ``-out``, ``-c``, ``-c.rm``, column constraints)
-with a VOTable shaped like VizieR's: one RESOURCE holding one TABLE named after the
-catalog id, with the real VizieR column names and units, rows cut to the requested cone
-and constraints. Every query goes through the real astroquery client; nothing leaves
-the machine.
+The server (:mod:`tests.support.fake_vizier`) runs on 127.0.0.1 (random free port) in a
+thread, and answers the plain-text query script astroquery POSTs (``-source``, ``-out``,
+``-c``, ``-c.rm``, column constraints) with a VOTable shaped like VizieR's: one RESOURCE
+holding one TABLE named after the catalog id, with the real VizieR column names and units
+of the synthetic tables below, rows cut to the requested cone and constraints. Every query
+goes through the real astroquery client; nothing leaves the machine.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
-from astropy.io.votable import from_table
 from astropy.table import Table
 
 from potpyri_core.catalogs import builtin
@@ -29,6 +23,7 @@ from potpyri_core.catalogs.cache import CachedSource, CatalogCache, CatalogUnava
 from potpyri_core.catalogs.columns import normalise
 from potpyri_core.catalogs.vizier import SERVER_ENV, VizierSource, gaia, ps1, sdss, skymapper, twomass
 from potpyri_core.plugins import PluginManager
+from tests.support.fake_vizier import FakeVizier
 
 RA0, DEC0 = 150.0, 2.0
 CENTER = SkyCoord(RA0, DEC0, unit="deg")
@@ -126,109 +121,11 @@ CATALOGS = _catalogs()
 
 
 # ---------------------------------------------------------------------- the fake VizieR
-def parse_script(body: str) -> dict[str, str]:
-    """Parse astroquery's VizieR query script: one ``key=value`` (or bare ``key``) per line."""
-    query: dict[str, str] = {}
-    for line in body.splitlines():
-        if not line.strip():
-            continue
-        key, _, value = line.partition("=")
-        query[key.strip()] = value.strip()
-    return query
-
-
-def _constraint(values: np.ndarray, expr: str) -> np.ndarray:
-    """Apply one VizieR column constraint (``<x``, ``>x``, ``<=x``, ``>=x``, ``=x``, ``a..b``, ``x``)."""
-    values = np.asarray(values, dtype=float)
-    if ".." in expr:
-        lo, hi = (float(v) for v in expr.split(".."))
-        return (values >= lo) & (values <= hi)
-    for op, fn in (("<=", np.less_equal), (">=", np.greater_equal), ("<", np.less), (">", np.greater),
-                   ("=", np.equal)):
-        if expr.startswith(op):
-            return fn(values, float(expr[len(op):]))
-    return values == float(expr)
-
-
-def answer(query: dict[str, str]) -> bytes:
-    """A VizieR-like VOTable for a parsed query."""
-    source = query["-source"]
-    table = CATALOGS[source]
-    ra_col, dec_col = table.colnames[:2]
-    ra_c, dec_c = (float(v) for v in re.fullmatch(r"([0-9.]+)([+-][0-9.]+)", query["-c"]).groups())
-    radius_deg = None
-    for key, scale in (("-c.rd", 1.0), ("-c.rm", 1 / 60), ("-c.rs", 1 / 3600)):
-        if key in query:
-            radius_deg = float(query[key]) * scale
-    center = SkyCoord(ra_c, dec_c, unit="deg")
-    keep = center.separation(SkyCoord(table[ra_col], table[dec_col], unit="deg")).deg <= radius_deg
-    for key, expr in query.items():
-        if not key.startswith("-") and key in table.colnames:
-            keep &= _constraint(table[key], expr)
-    wanted = [c for c in query.get("-out", "").split(",") if c in table.colnames] or table.colnames
-    rows = table[keep][wanted]
-    votable = from_table(rows)
-    resource = votable.resources[0]
-    resource.name = source
-    vo_table = resource.tables[0]
-    vo_table.name = source
-    vo_table.ID = source.replace("/", "_")
-    buffer = io.BytesIO()
-    votable.to_xml(buffer)
-    return buffer.getvalue()
-
-
-@dataclass
-class FakeVizier:
-    """State of the local server: every request it got, and whether it should fail."""
-
-    url: str = ""
-    requests: list[dict[str, str]] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    fail_status: int | None = None
-
-
 @pytest.fixture
-def fake_vizier(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVizier]:
-    """A VizieR stand-in on 127.0.0.1; the environment points the sources at it."""
-    state = FakeVizier()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            body = self.rfile.read(length).decode()
-            state.paths.append(self.path)
-            query = parse_script(body)
-            state.requests.append(query)
-            if state.fail_status is not None:
-                self.send_response(state.fail_status)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"internal error")
-                return
-            payload = answer(query)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-votable+xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv(SERVER_ENV, state.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def fake_vizier(fake_vizier_server: Callable[[dict[str, Table]], FakeVizier]) -> FakeVizier:
+    """The VizieR stand-in (``tests/support/fake_vizier.py``) serving :data:`CATALOGS`;
+    the environment points the sources at it."""
+    return fake_vizier_server(CATALOGS)
 
 
 def _inside(radius_arcmin: float) -> np.ndarray:

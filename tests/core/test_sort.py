@@ -200,7 +200,7 @@ def test_select_target_keeps_calibrations(gmos, night):
 
 
 def test_empty_folder_is_an_error(gmos, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no FITS files"):
+    with pytest.raises(FileNotFoundError, match=r"no raw files matching \*\.fits, "):
         sort_night(gmos, tmp_path)
 
 

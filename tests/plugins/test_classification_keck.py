@@ -128,3 +128,10 @@ def test_mosfire(classify_header):
 def test_mosfire_read_noise_table(instrument):
     d = instrument("MOSFIRE").detector
     assert d.reads_keyword == "NUMREADS" and d.readnoise_by_reads[16] == 5.8 and d.saturation_times_gain
+
+
+def test_lris_each_side_reads_its_own_filter_wheel(classify_header):
+    blue_clear = {**LRIS_BLUE, "BLUFILT": "clear", "REDFILT": "I"}
+    assert classify_header("LRIS", blue_clear).filter == "open"
+    red = {**LRIS_BLUE, "INSTRUME": "LRIS", "BLUFILT": "G", "REDFILT": "R", "AMPMODE": "HSPLIT,VSPLIT"}
+    assert classify_header("LRIS", red).filter == "R"

@@ -1,0 +1,1 @@
+"""The tests of potpyri (a package so that ``tests.support`` imports under plain ``pytest`` too)."""
