@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 from potpyri_core import hookimpl
 from potpyri_core.frames import Classification, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import calibrate, classify, mask, rawformat, sky
+from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, rawformat, sky, stack
 
 
 @hookimpl(trylast=True)
@@ -65,6 +66,43 @@ def potpyri_mask(instrument: InstrumentSettings, frame: Frame, options: Any) -> 
 def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> list[Frame]:
     """Default: a 2-D background per frame (optical)."""
     return [sky.subtract_sky(f) for f in frames]
+
+
+@hookimpl(trylast=True)
+def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, options: Any
+                      ) -> astrometry.Solution:
+    """Default: catalog-only solver (voting on offset and rotation), TAN-SIP order 3."""
+    stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, options.fwhm_init)
+    mag = next((reference[c] for c in reference.colnames if c.startswith("mag_")), None)
+    mag = np.zeros(len(reference)) if mag is None else np.nan_to_num(np.asarray(mag, float), nan=99.0)
+    ra, dec = np.asarray(reference["ra"], float), np.asarray(reference["dec"], float)
+    return astrometry.solve_wcs(stars, (ra, dec, mag), frame.wcs, frame.data.shape)
+
+
+@hookimpl(trylast=True)
+def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> Frame:
+    """Default: per-frame inverse-variance weights, clipped mean (``stacking.sigma``)."""
+    weights = [stack.frame_weight(f.variance, f.mask) for f in frames]
+    data, var, mask, nframes = stack.combine([f.data for f in frames], [f.variance for f in frames],
+                                             [f.mask for f in frames], weights, sigma=instrument.stacking.sigma)
+    out = Frame(data=data, variance=var, mask=mask, header=frames[0].header.copy(), name="stack")
+    out.meta["nframes"] = nframes
+    out.meta["weights"] = weights
+    return out
+
+
+@hookimpl(trylast=True)
+def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> photometry.ApertureResult:
+    """Default: aperture photometry with an aperture correction and empty-aperture depth."""
+    return photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs,
+                                                options.fwhm_init)
+
+
+@hookimpl(trylast=True)
+def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
+                      options: Any) -> dict[str, Any]:
+    """Default: clipped weighted mean of catalog minus instrumental magnitudes."""
+    return photometry.zero_point(sources, reference, band, options.phot_sn_min, options.phot_sn_max)
 
 
 @hookimpl(trylast=True)

@@ -34,15 +34,16 @@ def find_raw_files(data_path: Path, patterns: list[str]) -> list[Path]:
 
 
 def _classify_one(args: tuple[InstrumentSettings, Path]) -> Classification:
-    from potpyri_core.stages.classify import classify, read_header
+    from potpyri_core.plugins import process_plugins
 
     instrument, path = args
+    hook = process_plugins().hook
     try:
-        header = read_header(instrument, path)
+        header = hook.potpyri_read_header(instrument=instrument, path=path)
     except Exception as exc:  # unreadable, truncated, not FITS: a BAD row, never a crash
         reason = f"unreadable FITS file: {type(exc).__name__}: {exc}".replace("\n", " ")
         return Classification(path.name, "unknown", "?", "?", "?", math.nan, "BAD", math.nan, reason)
-    return classify(instrument, header, path)
+    return hook.potpyri_classify(instrument=instrument, header=header, path=path)
 
 
 def classify_files(instrument: InstrumentSettings, paths: list[Path], workers: int = 1) -> list[Classification]:

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     import numpy as np
     from astropy.io import fits
     from astropy.table import Table
-    from astropy.wcs import WCS
 
     from potpyri_core.frames import Classification, Frame
     from potpyri_core.settings import InstrumentSettings
+    from potpyri_core.stages.astrometry import Solution
+    from potpyri_core.stages.photometry import ApertureResult
 
 hookspec = pluggy.HookspecMarker("potpyri")
 
@@ -112,27 +113,38 @@ def potpyri_subtract_sky(
 @hookspec(firstresult=True)
 def potpyri_solve_wcs(
     instrument: InstrumentSettings, frame: Frame, reference: Table, options: Any
-) -> WCS | None:
-    """Solve and refine the WCS of a frame against a reference catalog (with distortion)."""
+) -> Solution | None:
+    """Solve and refine the WCS of a calibrated frame against a reference catalog.
+
+    ``reference`` is in the canonical catalog columns with positions already at the epoch
+    of the frame. Returns a :class:`~potpyri_core.stages.astrometry.Solution` (TAN-SIP WCS,
+    matched stars, RMS residuals); raise on failure.
+    """
 
 
 # ---------------------------------------------------------------- do hooks: stacking
 @hookspec(firstresult=True)
 def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> Frame | None:
-    """Resample frames to a common north-up grid and combine them into a stack."""
+    """Combine frames already resampled to the common grid (e-/s) into a stack.
+
+    The returned frame's ``meta['nframes']`` holds the number of frames used per pixel.
+    """
 
 
 # ---------------------------------------------------------------- do hooks: photometry
 @hookspec(firstresult=True)
-def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> Table | None:
-    """Measure the sources of a stack (aperture photometry); return the source table."""
+def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> ApertureResult | None:
+    """Measure the sources of a stack: source table, FWHM, aperture correction, depth."""
 
 
 @hookspec(firstresult=True)
 def potpyri_zeropoint(
-    instrument: InstrumentSettings, stack: Frame, sources: Table, reference: Table, options: Any
+    instrument: InstrumentSettings, band: str, sources: Table, reference: Table, options: Any
 ) -> dict[str, Any] | None:
-    """Fit the zero point of a stack against a reference catalog and its limiting magnitudes."""
+    """Fit the zero point of a stack's sources against a reference catalog in ``band`` (AB).
+
+    Returns ``ZPTMAG``, ``ZPTMUCER``, ``ZPTNSTAR`` (and optionally more header cards).
+    """
 
 
 # ---------------------------------------------------------------- do hooks: simulation

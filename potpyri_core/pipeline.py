@@ -44,9 +44,9 @@ from potpyri_core.filelist import select, sort_night
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.options import STAGES, RunOptions
-from potpyri_core.plugins import PluginManager
+from potpyri_core.plugins import PluginManager, process_plugins
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import astrometry, photometry, resample, stack
+from potpyri_core.stages import photometry, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
 
 log = logging.getLogger("potpyri")
@@ -104,20 +104,10 @@ def md5sum(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- workers
-_WORKER_PM: PluginManager | None = None
-
-
-def _pm() -> PluginManager:
-    global _WORKER_PM
-    if _WORKER_PM is None:
-        _WORKER_PM = PluginManager()
-    return _WORKER_PM
-
-
 def load_raw(instrument: InstrumentSettings, path: Path, exptime: float) -> Frame:
     """Assemble a raw file (through the plugins' ``potpyri_assemble``)."""
     with fits.open(path, memmap=False) as hdul:
-        frame = _pm().hook.potpyri_assemble(instrument=instrument, hdul=hdul, path=path)
+        frame = process_plugins().hook.potpyri_assemble(instrument=instrument, hdul=hdul, path=path)
     frame.meta["exptime"] = exptime
     return frame
 
@@ -126,7 +116,7 @@ def _frame_job(args: tuple) -> tuple[str, bool, float, str]:
     instrument, raw_path, exptime, master_paths, out_path, options = args
     start = time.perf_counter()
     try:
-        hook = _pm().hook
+        hook = process_plugins().hook
         frame = load_raw(instrument, raw_path, exptime)
         masters = {k: Frame.from_file(p) for k, p in master_paths.items()}
         frame = hook.potpyri_apply_calibrations(instrument=instrument, frame=frame, masters=masters, options=options)
@@ -147,15 +137,15 @@ def _frame_job(args: tuple) -> tuple[str, bool, float, str]:
 
 
 def _astrometry_job(args: tuple) -> tuple[str, bool, float, str]:
-    path, reference, fwhm_init = args
+    instrument, path, reference, options = args
     start = time.perf_counter()
     try:
         frame = Frame.from_file(path)
-        stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, fwhm_init)
         mjd = float(frame.header.get("MJD-OBS", 51544.5))
-        ra, dec = at_epoch(reference, Time(mjd, format="mjd").jyear)
-        mag = np.asarray(reference[next(c for c in reference.colnames if c.startswith("mag_"))], float)
-        solution = astrometry.solve_wcs(stars, (ra, dec, np.nan_to_num(mag, nan=99.0)), frame.wcs, frame.data.shape)
+        at_obs = reference.copy(copy_data=False)
+        at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(mjd, format="mjd").jyear)
+        solution = process_plugins().hook.potpyri_solve_wcs(instrument=instrument, frame=frame, reference=at_obs,
+                                                            options=options)
         header = frame.header
         for key in list(header.keys()):
             if key.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "CDELT", "CRPIX", "CRVAL",
@@ -165,7 +155,6 @@ def _astrometry_job(args: tuple) -> tuple[str, bool, float, str]:
         header["RADISP"] = (solution.rms_ra, "astrometric RMS in RA (arcsec)")
         header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
         header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
-        header["FWHMPIX"] = (float(np.median(stars["fwhm"][:50])), "median FWHM of bright stars (px)")
         atomic_write(frame.to_hdul(), path)
         return path.name, True, time.perf_counter() - start, f"{solution.n_matched} stars, rms {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\""
     except Exception as exc:
@@ -397,7 +386,7 @@ class Pipeline:
         except CatalogUnavailableError as exc:
             self._record("astrometry", "all frames", False, 0.0, f"{exc}; header WCS kept")
             return
-        jobs = [(self.workspace_path(r["File"]), reference, self.options.fwhm_init)
+        jobs = [(self.instrument, self.workspace_path(r["File"]), reference, self.options)
                 for r in self._rows("SCIENCE") if self.workspace_path(r["File"]).exists()]
         for name, ok, seconds, message in self._map(_astrometry_job, jobs):
             self._record("astrometry", name, ok, seconds, message)
@@ -431,12 +420,14 @@ class Pipeline:
                     raise RuntimeError("no calibrated frames (frames stage failed or not run)")
                 out_header, shape, _ = self.output_grid(paths)
                 results = self._map(_resample_job, [(p, out_header, shape) for p in paths])
-                datas, variances, masks = zip(*[r[1] for r in results], strict=True)
-                weights = [stack.frame_weight(v, m) for v, m in zip(variances, masks, strict=True)]
-                data, var, mask, nframes = stack.combine(list(datas), list(variances), list(masks), weights,
-                                                         sigma=self.instrument.stacking.sigma)
-                header = self._stack_header(out_header, paths, group)
-                out = Frame(data=data, variance=var, mask=mask, header=header, name=targtype)
+                resampled = [Frame(data=d, variance=v, mask=m, header=out_header.copy(), name=name)
+                             for name, (d, v, m) in results]
+                out = self.plugins.hook.potpyri_stack(instrument=self.instrument, frames=resampled,
+                                                      options=self.options)
+                del resampled, results
+                out.header = self._stack_header(out_header, paths, group)
+                out.name = targtype
+                nframes = out.meta["nframes"]
                 path = self.stack_path(group)
                 prov = self._provenance(paths, group)
                 atomic_write(out.to_hdul([prov, fits.ImageHDU(nframes, name="NFRAMES")]), path)
@@ -512,8 +503,8 @@ class Pipeline:
         with fits.open(path) as hdul:
             extras = [h.copy() for h in hdul[3:] if h.name not in ("APPPHOT",)]
         scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
-        result = photometry.aperture_photometry_stack(frame.data, frame.variance, frame.mask, frame.wcs,
-                                                      self.options.fwhm_init)
+        hook = self.plugins.hook
+        result = hook.potpyri_photometry(instrument=self.instrument, stack=frame, options=self.options)
         h = frame.header
         h["FWHM"] = (result.fwhm, "median stellar FWHM (pixels)")
         h["SEEING"] = (result.fwhm * scale, "median stellar FWHM (arcsec)")
@@ -532,8 +523,8 @@ class Pipeline:
             problem = (f"no {band}-band reference catalog for this instrument and field: no zero point"
                        f" (pass --catalog FILE with {band} magnitudes)")
         if reference is not None:
-            zp = photometry.zero_point(result.table, reference, band, self.options.phot_sn_min,
-                                       self.options.phot_sn_max)
+            zp = hook.potpyri_zeropoint(instrument=self.instrument, band=band, sources=result.table,
+                                        reference=reference, options=self.options)
             h["ZPTMAG"] = (zp["ZPTMAG"], "m = -2.5 log10(e-/s) + ZPTMAG (AB)")
             h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
             h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")

@@ -200,3 +200,15 @@ def _dist_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "dev"
+
+
+_PROCESS_PLUGINS: PluginManager | None = None
+
+
+def process_plugins() -> PluginManager:
+    """The plugin manager of this process, built on first use (worker processes each build
+    their own, since a plugin manager is not sent between processes)."""
+    global _PROCESS_PLUGINS
+    if _PROCESS_PLUGINS is None:
+        _PROCESS_PLUGINS = PluginManager()
+    return _PROCESS_PLUGINS

@@ -1,0 +1,27 @@
+"""A night without flats: a clear message naming the missing calibration, per frame."""
+
+from __future__ import annotations
+
+import pytest
+
+from potpyri_core.options import RunOptions
+from potpyri_core.pipeline import Pipeline
+from potpyri_core.plugins import PluginManager
+from potpyri_core.simulate.instrument_night import simulate_instrument_night
+
+pytest.importorskip("potpyri_gemini")
+
+
+def test_missing_flats_are_reported_and_nothing_is_invented(tmp_path):
+    pm = PluginManager()
+    gmos = pm.instrument("GMOS-N")
+    simulate_instrument_night(pm, gmos, tmp_path, seed=5, binning=4, n_science=2, n_flats=0)
+    summary = Pipeline(gmos, tmp_path, RunOptions(proc=1, stages=("sort", "calibrations", "frames")), pm).run()
+    failures = {(r.stage, r.item): r.message for r in summary.failures}
+    master = failures[("calibrations", "mflat_r_12_4x4")]
+    assert "0 frame(s), at least 3 needed" in master and "add flat frames" in master
+    frame_messages = [m for (stage, _), m in failures.items() if stage == "frames"]
+    assert len(frame_messages) == 2
+    assert all("no master flat mflat_r_12_4x4.fits" in m for m in frame_messages)
+    assert not list((tmp_path / "red" / "workspace").glob("*.fits"))
+    assert (tmp_path / "red" / "cals" / "mbias_12_4x4.fits").exists()
