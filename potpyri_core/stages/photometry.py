@@ -1,10 +1,10 @@
 """Aperture photometry of a stack, its zero point and limiting magnitudes.
 
 Units: the stack is in e-/s, so ``m = -2.5 log10(flux [e-/s]) + ZPTMAG`` where ``flux`` is
-the total flux of a point source: the aperture flux times the aperture correction to
-``APCOR_RADIUS_FWHM`` FWHM. A Moffat profile with beta = 3 (typical seeing) has 0.9% of its
-light outside 3 FWHM (beta = 4: 0.3%); a larger radius would gather more light from
-neighbours than it recovers from the wings in all but sparse fields.
+the total flux of a point source: the aperture flux times the aperture correction, measured
+on bright stars out to ``APCOR_RADIUS_FWHM`` FWHM (a larger radius gathers more light from
+neighbours than it recovers in all but sparse fields) and extended to infinity with a Moffat
+fit to their growth curve (beta = 3 seeing keeps 0.9% of the light outside 3 FWHM).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from astropy.coordinates import SkyCoord
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from astropy.wcs import WCS
-from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.psf import fit_fwhm
 from photutils.segmentation import detect_sources
+from scipy.optimize import curve_fit
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
@@ -62,35 +63,74 @@ def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60
     return float(np.median(fwhm)) if fwhm.size else guess
 
 
-def _photometry(data, variance, bad, xy, radius):
+def _photometry(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, xy: np.ndarray,
+                radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aperture sums, their errors and whether a masked pixel falls in the aperture.
+
+    No local annulus is subtracted: the frames' 2-D sky models (fitted with the sources
+    masked) are the background. In crowded fields an annulus median is biased high by faint
+    neighbours: on the simulated GMOS field it lowered every flux by 1.6%.
+    """
     aperture = CircularAperture(xy, r=radius)
-    annulus = CircularAnnulus(xy, r_in=radius * 3.0, r_out=radius * 4.5)
     phot = aperture_photometry(data, aperture, error=np.sqrt(variance), mask=bad)
-    stats = [sigma_clipped_stats(m.get_values(data, mask=bad), sigma=3.0)[1] if m is not None else 0.0
-             for m in annulus.to_mask(method="center")]
-    local = np.nan_to_num(np.asarray(stats, float))
-    flux = np.asarray(phot["aperture_sum"], float) - local * aperture.area
-    err = np.asarray(phot["aperture_sum_err"], float)
     masked = aperture_photometry(bad.astype(float), aperture)["aperture_sum"]
-    return flux, err, np.asarray(masked, float) > 0
+    return (np.asarray(phot["aperture_sum"], float), np.asarray(phot["aperture_sum_err"], float),
+            np.asarray(masked, float) > 0)
+
+
+GROWTH_RADII_FWHM = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def moffat_enclosed(radius: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """Fraction of a Moffat profile's light within ``radius`` (same units as ``alpha``)."""
+    return 1.0 - (1.0 + (np.asarray(radius) / alpha) ** 2) ** (1.0 - beta)
+
+
+def light_beyond(radii: np.ndarray, growth: np.ndarray, fwhm: float) -> float:
+    """Fraction of the total light outside the largest radius of a growth curve.
+
+    A Moffat profile (free alpha and beta, 1.5 < beta < 10) is fitted to the curve
+    normalised at its largest radius; its enclosed fraction there gives the light in the
+    wings that no aperture of that size sees (0.9% for beta = 3). Returns 0 when the fit
+    fails.
+    """
+
+    def model(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+        return moffat_enclosed(r, alpha, beta) / moffat_enclosed(radii[-1], alpha, beta)
+
+    try:
+        (alpha, beta), _ = curve_fit(model, radii, growth, p0=(fwhm, 3.0), bounds=([0.1, 1.5], [10 * fwhm, 10.0]))
+    except (RuntimeError, ValueError):
+        return 0.0
+    return float(1.0 - moffat_enclosed(radii[-1], alpha, beta))
 
 
 def aperture_correction(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, xy: np.ndarray,
                         flux: np.ndarray, err: np.ndarray, masked: np.ndarray, fwhm: float,
                         elongation: np.ndarray) -> float:
-    """Ratio of the flux within ``APCOR_RADIUS_FWHM`` FWHM to the flux in the photometry aperture.
+    """Ratio of the total flux of a point source to its flux in the photometry aperture.
 
-    The median ratio of the 25 brightest round, clean stars (S/N > 30, not saturated) with
-    no detected neighbour within twice the large radius (the median resists blends and
-    undetected neighbours).
+    Measured out to ``APCOR_RADIUS_FWHM`` FWHM on the 25 brightest round, clean stars
+    (S/N > 30, not saturated) with no detected neighbour within twice that radius (median
+    growth curve: it resists blends and undetected neighbours), then extended to infinity
+    with a Moffat fit to that growth curve (:func:`light_beyond`).
     """
     nearest, _ = cKDTree(xy).query(xy, k=2)
     use = (flux > 30 * err) & ~masked & (nearest[:, 1] > 2 * APCOR_RADIUS_FWHM * fwhm) & (elongation < 1.2)
     # the brightest: a small bias of the local sky in the wide aperture matters least there
     candidates = np.flatnonzero(use)[np.argsort(-flux[use])][:40]
-    big, _, big_masked = _photometry(data, variance, bad, xy[candidates], APCOR_RADIUS_FWHM * fwhm)
-    ratios = (big / flux[candidates])[~big_masked][:25]
-    return float(np.median(ratios)) if ratios.size >= 3 else 1.0
+    radii = np.array(GROWTH_RADII_FWHM) * fwhm
+    curves, clean = [], np.ones(candidates.size, bool)
+    for radius in radii:
+        sums, _, hit = _photometry(data, variance, bad, xy[candidates], radius)
+        curves.append(sums)
+        clean &= ~hit
+    curves = np.array(curves)[:, clean][:, :25]
+    if curves.shape[1] < 3:
+        return 1.0
+    growth = np.median(curves / curves[-1], axis=1)
+    inner = np.median(flux[candidates][clean][:25] / curves[-1])
+    return float(1.0 / inner / (1.0 - light_beyond(radii, growth, fwhm)))
 
 
 def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, radius: float,
