@@ -51,6 +51,9 @@ from potpyri_core.stages.calibrate import MissingCalibrationError
 
 log = logging.getLogger("potpyri")
 
+CATALOG_CENTRE_GRID_DEG = 0.005
+"""Catalog queries are centred on a grid of this step (deg), so re-runs hit the cache."""
+
 
 @dataclass
 class StageResult:
@@ -129,6 +132,10 @@ def _frame_job(args: tuple) -> tuple[str, bool, float, str]:
         frame.mask |= trail.astype(np.uint16) * np.uint16(Bit.SATELLITE)
         frame.header["NSATPIX"] = (int(trail.sum()), "pixels flagged as satellite trail")
         frame.header["RAWMD5"] = (md5sum(raw_path), "checksum of the raw file")
+        ny, nx = frame.data.shape
+        centre = frame.wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
+        frame.header["PNTRA"] = (float(centre.ra.deg), "frame centre from the raw header WCS (deg)")
+        frame.header["PNTDEC"] = (float(centre.dec.deg), "frame centre from the raw header WCS (deg)")
         atomic_write(frame.to_hdul(), out_path)
         return raw_path.name, True, time.perf_counter() - start, ""
     except Exception as exc:
@@ -366,9 +373,14 @@ class Pipeline:
         header = fits.getheader(paths[0])
         wcs = Frame(np.empty(0), np.empty(0), np.empty(0), header).wcs
         ny, nx = header["NAXIS2"], header["NAXIS1"]
-        center = wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
-        corner = wcs.pixel_to_world(0, 0)
-        radius = center.separation(corner).arcmin * 1.2 + 0.5  # dithers and header pointing errors
+        half_diagonal = wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2).separation(wcs.pixel_to_world(0, 0))
+        # the centre comes from the raw header (stable when the WCS is re-solved) and is
+        # snapped to a grid, so that every stage and every re-run asks the same question
+        step = CATALOG_CENTRE_GRID_DEG
+        ra = round(float(header["PNTRA"]) / step) * step
+        dec = round(float(header["PNTDEC"]) / step) * step
+        center = SkyCoord(ra, dec, unit="deg")
+        radius = half_diagonal.arcmin * 1.2 + 0.5 + step * 60.0  # dithers, pointing errors, snapping
         cache = CatalogCache(catalog_cache_dir(self.data_path))
         return FieldCatalogs(self.plugins.catalog_sources(), cache, center, radius, self.instrument.zeropoint)
 

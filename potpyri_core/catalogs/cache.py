@@ -99,7 +99,10 @@ class CatalogCache:
         path = self.path_for(source, center, radius_arcmin, band)
         if not path.exists():
             return None
-        return Table.read(path, format="ascii.ecsv")
+        try:
+            return Table.read(path, format="ascii.ecsv")
+        except Exception:  # a damaged cache file is a miss: ask again and rewrite it
+            return None
 
     def put(
         self, source: Any, center: SkyCoord, radius_arcmin: float, band: str | None, table: Table
