@@ -24,6 +24,22 @@ ENTRY_POINT_GROUP = "potpyri"
 
 
 
+def instruments_hook(package: str) -> Any:
+    """The ``potpyri_instruments`` hook implementation of an instrument plugin whose
+    instruments are the TOML files in ``<package>/instruments/``.
+
+    A plugin module needs only ``potpyri_instruments = instruments_hook(__name__)``.
+    """
+    from potpyri_core import hookimpl
+    from potpyri_core.settings import settings_from_package
+
+    def potpyri_instruments() -> list[dict[str, Any]]:
+        return settings_from_package(package)
+
+    potpyri_instruments.__doc__ = f"Raw settings of the instruments in {package}/instruments/*.toml."
+    return hookimpl(potpyri_instruments)
+
+
 def plugin_index() -> dict[str, dict[str, list[str]]]:
     """Return the published plugin distributions with their ``instruments`` and ``aliases``
     (for hints only)."""

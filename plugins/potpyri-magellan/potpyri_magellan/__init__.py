@@ -6,13 +6,8 @@ The instruments are described as data: one TOML file per instrument in the
 :class:`potpyri_core.settings.InstrumentSettings`.
 """
 
-from potpyri_core import hookimpl
-from potpyri_core.settings import settings_from_package
+from potpyri_core.plugins import instruments_hook
 
 __version__ = "0.1.0"
 
-
-@hookimpl
-def potpyri_instruments():
-    """Return the raw settings of every instrument of this plugin (one mapping per TOML file)."""
-    return settings_from_package(__name__)
+potpyri_instruments = instruments_hook(__name__)
