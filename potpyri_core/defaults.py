@@ -14,7 +14,7 @@ from potpyri_core import hookimpl
 from potpyri_core.frames import Classification, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, rawformat, sky, stack
+from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, sky, stack
 
 
 @hookimpl(trylast=True)
@@ -93,9 +93,12 @@ def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: 
 
 @hookimpl(trylast=True)
 def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> photometry.ApertureResult:
-    """Default: aperture photometry with an aperture correction and empty-aperture depth."""
-    return photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs,
-                                                options.fwhm_init)
+    """Default: aperture photometry with an aperture correction and empty-aperture depth, then
+    PSF photometry with an ePSF built from the stack's stars (skipped, with a warning, when
+    too few stars qualify)."""
+    result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs,
+                                                  options.fwhm_init)
+    return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result)
 
 
 @hookimpl(trylast=True)

@@ -134,7 +134,12 @@ def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: 
 # ---------------------------------------------------------------- do hooks: photometry
 @hookspec(firstresult=True)
 def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> ApertureResult | None:
-    """Measure the sources of a stack: source table, FWHM, aperture correction, depth."""
+    """Measure the sources of a stack: source table, FWHM, aperture correction, depth.
+
+    The optional PSF fields of the result (``psf_table``, ``psf_stars``, ``epsf_image``,
+    ``epsf_oversampling``, ``residual``) become the stack's PSFPHOT, PSFSTARS, PSF and
+    RESIDUAL extensions; left None, the stack gets no PSF products.
+    """
 
 
 @hookspec(firstresult=True)

@@ -7,7 +7,7 @@ Stages (``--stages`` selects a subset, always run in this order):
 ``frames``        per science frame: assemble, calibrate, error map, masks, sky (``red/workspace/``)
 ``astrometry``    per science frame: solve and refine the WCS against the reference catalog
 ``stack``         resample to a common north-up grid and combine (``red/*.stk.fits``)
-``photometry``    aperture photometry, zero point, limiting magnitudes (into the stack)
+``photometry``    aperture and PSF photometry, zero point, limiting magnitudes (into the stack)
 
 Each stage reads the previous stage's files, so a stage can be re-run alone. The frame is
 the unit of parallelism (``--proc`` processes). One failing frame or target is logged and
@@ -46,10 +46,13 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.plugins import PluginManager, process_plugins
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import photometry, resample
+from potpyri_core.stages import photometry, psfphot, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
 
 log = logging.getLogger("potpyri")
+
+PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
+"""Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 CATALOG_CENTRE_GRID_DEG = 0.005
 """Catalog queries are centred on a grid of this step (deg), so re-runs hit the cache."""
@@ -260,6 +263,8 @@ class Pipeline:
             start = time.perf_counter()
             getattr(self, f"stage_{stage}")()
             self.summary.stage_seconds[stage] = time.perf_counter() - start
+            if stage == "sort" and not np.any(self.table["Type"] == "SCIENCE"):
+                break  # reported by the sort stage; nothing else can run
         return self.summary
 
     def stage_sort(self) -> None:
@@ -270,6 +275,13 @@ class Pipeline:
                            workers=self.options.proc)
         self.table = select(table, self.options.include_bad, self.options.target)
         counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
+        science = int(np.sum(self.table["Type"] == "SCIENCE"))
+        if science == 0:
+            wanted = f" of target {self.options.target}" if self.options.target else ""
+            self._record("sort", self.options.file_list_name, False, time.perf_counter() - start,
+                         f"no SCIENCE frames{wanted} of {self.instrument.name} in {self.data_path} ({counts});"
+                         f" see the Type and Reason columns of {self.options.file_list_name}")
+            return
         self._record("sort", self.options.file_list_name, True, time.perf_counter() - start, counts)
 
     def _needed_groups(self, kind: str) -> dict[str, list[Any]]:
@@ -513,7 +525,7 @@ class Pipeline:
     def _photometry_one(self, path: Path, band: str, catalog: LocalCatalog | FieldCatalogs | None) -> str:
         frame = Frame.from_file(path)
         with fits.open(path) as hdul:
-            extras = [h.copy() for h in hdul[3:] if h.name not in ("APPPHOT",)]
+            extras = [h.copy() for h in hdul[3:] if h.name not in PHOTOMETRY_EXTENSIONS]
         scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
         hook = self.plugins.hook
         result = hook.potpyri_photometry(instrument=self.instrument, stack=frame, options=self.options)
@@ -544,13 +556,49 @@ class Pipeline:
             for key, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
                 h[key] = (value, f"{key[1:-5]}-sigma point-source limit (AB)")
             result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
+            if getattr(result, "psf_table", None) is not None:
+                result.psf_table["mag"] = result.psf_table["mag_inst"] + zp["ZPTMAG"]
             message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
         table_hdu = fits.table_to_hdu(result.table)
         table_hdu.name = "APPPHOT"
-        atomic_write(frame.to_hdul([*extras, table_hdu]), path)
+        psf_hdus = self._psf_hdus(result, h)
+        if psf_hdus:
+            message += f", PSF {len(result.psf_table)} sources ({len(result.psf_stars)} ePSF stars)"
+        else:
+            message += ", no PSF photometry"
+        atomic_write(frame.to_hdul([*extras, table_hdu, *psf_hdus]), path)
         if problem:
             raise RuntimeError(f"{message}; {problem}")
         return message
+
+
+    @staticmethod
+    def _psf_hdus(result: photometry.ApertureResult, header: fits.Header) -> list[fits.hdu.base.ExtensionHDU]:
+        """PSFPHOT, PSFSTARS, PSF and RESIDUAL extensions of a photometry result (none without
+        PSF photometry); the PSF header cards go into ``header`` too."""
+        psf_table = getattr(result, "psf_table", None)
+        if psf_table is None:
+            log.warning("no PSF photometry for this stack: no PSFPHOT, PSFSTARS, PSF, RESIDUAL")
+            for key in ("PSFFWHM", "NPSFSTAR"):
+                header.remove(key, ignore_missing=True)
+            return []
+        oversampling = int(result.epsf_oversampling)
+        fwhm = psfphot.epsf_fwhm(result.epsf_image, oversampling)
+        header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (pixels)")
+        header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
+        phot_hdu = fits.table_to_hdu(psf_table)
+        phot_hdu.name = "PSFPHOT"
+        stars_hdu = fits.table_to_hdu(result.psf_stars)
+        stars_hdu.name = "PSFSTARS"
+        psf_hdu = fits.ImageHDU(np.asarray(result.epsf_image, np.float32), name="PSF")
+        psf_hdu.header["OVERSAMP"] = (oversampling, "ePSF oversampling relative to the stack pixels")
+        psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (stack pixels)")
+        psf_hdu.header["PSFNORM"] = (float(np.sum(result.epsf_image)) / oversampling**2,
+                                     "fraction of the total flux inside this image")
+        psf_hdu.header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
+        residual_hdu = fits.ImageHDU(np.asarray(result.residual, np.float32), name="RESIDUAL")
+        residual_hdu.header["BUNIT"] = (header.get("BUNIT", "electron/s"), "SCI minus the fitted PSF models")
+        return [phot_hdu, stars_hdu, psf_hdu, residual_hdu]
 
 
 def setup_logging(red: Path, instrument: str) -> Path:

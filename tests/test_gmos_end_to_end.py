@@ -244,3 +244,103 @@ def test_products_layout_and_provenance(night):
 def test_raw_files_untouched(night):
     assert len(night["raw_before"]) == 11
     assert night["raw_before"] == night["raw_after"]
+
+
+# ---------------------------------------------------------------- PSF photometry
+
+
+def test_psf_products_in_stack(night):
+    stack = night["stack"]
+    for name in ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL"):
+        assert name in stack, name
+    psf, psf_header = stack["PSF"]
+    assert psf_header["OVERSAMP"] >= 1 and psf.ndim == 2
+    assert stack["RESIDUAL"][0].shape == stack["SCI"][0].shape
+    assert stack["RESIDUAL"][0].dtype.kind == "f" and stack["RESIDUAL"][0].dtype.itemsize == 4
+    stars = Table(stack["PSFSTARS"][0])
+    assert 20 <= len(stars) <= 60
+    phot = Table(stack["PSFPHOT"][0])
+    for name in ("x", "y", "ra", "dec", "flux", "flux_err", "mag_inst", "mag_err", "mag", "qfit", "cfit", "flags"):
+        assert name in phot.colnames, name
+    assert len(phot) > 300
+
+
+def _profile_fwhm(image: np.ndarray, oversampling: int) -> float:
+    """FWHM (stack pixels) of an oversampled PSF image: where its azimuthal mean profile
+    crosses half the peak, interpolated linearly."""
+    ny, nx = image.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    peak_y, peak_x = np.unravel_index(np.argmax(image), image.shape)
+    r = np.hypot(xx - peak_x, yy - peak_y) / oversampling
+    edges = np.arange(0.0, r.max(), 0.25 / oversampling)
+    which = np.digitize(r.ravel(), edges)
+    radii, values = [], []
+    for k in range(1, edges.size):
+        sel = which == k
+        if sel.any():
+            radii.append(r.ravel()[sel].mean())
+            values.append(image.ravel()[sel].mean())
+    radii, values = np.array(radii), np.array(values) / image.max()
+    k = int(np.argmax(values < 0.5))
+    half = radii[k - 1] + (0.5 - values[k - 1]) * (radii[k] - radii[k - 1]) / (values[k] - values[k - 1])
+    return 2.0 * float(half)
+
+
+def test_epsf_fwhm_matches_stack_fwhm(night):
+    psf, psf_header = night["stack"]["PSF"]
+    fwhm = _profile_fwhm(psf, int(psf_header["OVERSAMP"]))
+    header = night["stack"]["SCI"][1]
+    # the keyword comes from Gaussian fits to the cores of bright stars, the ePSF from all of them
+    assert abs(fwhm / header["FWHM"] - 1.0) < 0.05, (fwhm, header["FWHM"])
+    # pixel-integrated, resampled Moffat: a little broader than the simulated seeing
+    assert 1.0 <= fwhm / night["truth"]["fwhm_px"] < 1.10, (fwhm, night["truth"]["fwhm_px"])
+
+
+def _psf_truth_matches(night, snr_min: float = 50.0):
+    """Clean PSF measurements of isolated truth stars with S/N > ``snr_min``, and their truth."""
+    phot = Table(night["stack"]["PSFPHOT"][0])
+    good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
+    stars = _isolated_stars(night["catalog"])
+    measured = SkyCoord(good["ra"], good["dec"], unit="deg")
+    idx, sep, _ = measured.match_to_catalog_sky(SkyCoord(stars["ra"], stars["dec"], unit="deg"))
+    ok = sep.arcsec < 0.3
+    return good[ok], stars[idx[ok]]
+
+
+def test_psf_fluxes_match_truth(night):
+    measured, truth = _psf_truth_matches(night)
+    assert len(measured) > 100
+    true_flux = np.asarray(truth["flux_e_per_s"], float)
+    ratio = np.asarray(measured["flux"]) / true_flux
+    assert abs(np.median(ratio) - 1.0) < 0.02, np.median(ratio)
+    pull = np.abs(np.asarray(measured["flux"]) - true_flux) / np.asarray(measured["flux_err"])
+    assert np.median(pull) < 1.5, np.median(pull)
+    # PSF magnitudes carry the zero point like the aperture ones
+    header = night["stack"]["SCI"][1]
+    np.testing.assert_allclose(measured["mag"], measured["mag_inst"] + header["ZPTMAG"], atol=1e-6)
+
+
+def test_psf_residual_small_at_stars(night):
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    measured, truth = _psf_truth_matches(night)
+    residual = night["stack"]["RESIDUAL"][0].astype(float)
+    fwhm = night["stack"]["SCI"][1]["FWHM"]
+    xy = np.column_stack([measured["x"], measured["y"]])
+    sums = np.asarray(aperture_photometry(residual, CircularAperture(xy, r=fwhm))["aperture_sum"])
+    fraction = np.abs(sums) / np.asarray(truth["flux_e_per_s"], float)
+    assert np.median(fraction) < 0.05, np.median(fraction)
+
+
+def test_photometry_rerun_replaces_psf_products(night):
+    """Re-running the photometry stage rewrites the photometry extensions, never duplicates them."""
+    root = night["root"]
+    first = night["pipeline"]
+    options = first.options.model_copy(update={"stages": ("photometry",)})
+    summary = Pipeline(first.instrument, root, options, first.plugins).run()
+    assert not summary.failures, summary.table()
+    (path,) = (root / "red").glob("*.stk.fits")
+    with fits.open(path) as hdul:
+        names = [h.name for h in hdul]
+    for name in ("SCI", "MASK", "ERROR", "PROVENANCE", "APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL"):
+        assert names.count(name) == 1, names

@@ -44,23 +44,38 @@ class ApertureResult:
     """Noise of an empty aperture of ``radius`` (e-/s), measured on blank sky."""
     noise_correlation: float
     """(empty-aperture variance) / (sum of per-pixel variances in an aperture)."""
+    psf_table: Table | None = None
+    """PSF photometry (:func:`potpyri_core.stages.psfphot.psf_photometry`), None if not done."""
+    psf_stars: Table | None = None
+    """Stars that built the ePSF."""
+    epsf_image: np.ndarray | None = None
+    """The ePSF, oversampled ``epsf_oversampling`` times, normalised to unit total flux."""
+    epsf_oversampling: int = 1
+    residual: np.ndarray | None = None
+    """Stack minus the fitted PSF models (e-/s)."""
 
 
 def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60) -> float:
-    """Median FWHM (pixels) of round, bright, clean stars from a Gaussian fit to their cores.
+    """Median FWHM (pixels) of round, bright, clean stars from Gaussian fits to their cores.
 
-    The moment-based FWHM of the detection catalog is only the first guess: it grows with
-    the segmentation footprint of bright stars.
+    The fit box is about one FWHM wide (refined once), so that the Moffat wings of real
+    stars do not widen the Gaussian: on the simulated GMOS stack this gives the half-maximum
+    width of the ePSF within 1% (a 2-FWHM box gave 8% more). The moment-based FWHM of the
+    detection catalog only seeds it: it grows with the segmentation footprint.
     """
     round_ = stars[(stars["elongation"] < 1.3) & np.isfinite(stars["fwhm"])][:nmax]
     if len(round_) < 3:
         round_ = stars[:nmax]
-    guess = 0.6 * float(np.median(round_["fwhm"]))
-    size = int(max(5, 2 * round(1.5 * guess) + 1))
-    fwhm = fit_fwhm(data, xypos=np.column_stack([round_["x"], round_["y"]]), fwhm=guess, fit_shape=size, mask=bad)
-    fwhm = np.asarray(fwhm, float)
-    fwhm = fwhm[np.isfinite(fwhm) & (fwhm > 0.5)]
-    return float(np.median(fwhm)) if fwhm.size else guess
+    xy = np.column_stack([round_["x"], round_["y"]])
+    fwhm = 0.6 * float(np.median(round_["fwhm"]))
+    for _ in range(2):
+        size = int(max(5, 2 * round(fwhm / 2) + 1))
+        fits_ = np.asarray(fit_fwhm(data, xypos=xy, fwhm=fwhm, fit_shape=size, mask=bad), float)
+        fits_ = fits_[np.isfinite(fits_) & (fits_ > 0.5)]
+        if not fits_.size:
+            break
+        fwhm = float(np.median(fits_))
+    return fwhm
 
 
 def _photometry(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, xy: np.ndarray,

@@ -1,8 +1,11 @@
-"""A night without flats: a clear message naming the missing calibration, per frame."""
+"""Nights that lack something: clear messages, nothing invented."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from astropy.io import fits
 
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
@@ -25,3 +28,20 @@ def test_missing_flats_are_reported_and_nothing_is_invented(tmp_path):
     assert all("no master flat mflat_r_12_4x4.fits" in m for m in frame_messages)
     assert not list((tmp_path / "red" / "workspace").glob("*.fits"))
     assert (tmp_path / "red" / "cals" / "mbias_12_4x4.fits").exists()
+
+
+def test_night_without_science_frames_says_so(tmp_path):
+    pm = PluginManager()
+    gmos = pm.instrument("GMOS-N")
+    night = tmp_path / "night"
+    simulate_instrument_night(pm, gmos, night, seed=5, binning=4, n_science=1, n_flats=0)
+    only_bias = tmp_path / "bias_only"
+    only_bias.mkdir()
+    for path in night.glob("*.fits"):
+        if fits.getheader(path)["OBSTYPE"] == "BIAS":
+            shutil.copy(path, only_bias / path.name)
+    summary = Pipeline(gmos, only_bias, RunOptions(proc=1), pm).run()
+    (failure,) = summary.failures
+    assert failure.stage == "sort"
+    assert f"no SCIENCE frames of GMOS-N in {only_bias} (BIAS 3)" in failure.message
+    assert not summary.stacks

@@ -1,0 +1,226 @@
+"""Compare the reduction of a simulated night with the simulator's truth.
+
+Used by the end-to-end tests (which assert tolerances on these figures) and by
+``benchmarks/truth_report.py`` (which prints them), so the figures quoted in notes are the
+ones the tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.spatial import cKDTree
+
+from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.stages.photometry import moffat_enclosed
+
+
+def isolated_stars(catalog: Table, radius_arcsec: float = 2.5, contrast: float = 4.0) -> Table:
+    """Stars with no object brighter than ``mag + contrast`` within ``radius_arcsec``.
+
+    A blend has no single true position or flux to compare a measurement with.
+    """
+    xyz = SkyCoord(catalog["ra"], catalog["dec"], unit="deg").cartesian.xyz.value.T
+    pairs = cKDTree(xyz).query_pairs(np.radians(radius_arcsec / 3600.0), output_type="ndarray")
+    mag = np.asarray(catalog["mag"])
+    spoiled = np.zeros(len(catalog), bool)
+    spoiled[pairs[:, 0][mag[pairs[:, 1]] < mag[pairs[:, 0]] + contrast]] = True
+    spoiled[pairs[:, 1][mag[pairs[:, 0]] < mag[pairs[:, 1]] + contrast]] = True
+    return catalog[~spoiled & ~np.asarray(catalog["is_galaxy"])]
+
+
+@dataclass
+class TruthCheck:
+    """A reduced simulated night: ``root`` holds ``truth/`` and the reduction's ``red/``.
+
+    Parameters
+    ----------
+    root : Path
+        The simulated night's folder.
+    stack_path : Path
+        The stack to check.
+    workspace : dict
+        Raw file name -> calibrated frame (``red/workspace``) of each science frame.
+    read_noise : float
+        Read noise (e-) of the detector, for the truth-based depth.
+    """
+
+    root: Path
+    stack_path: Path
+    workspace: dict[str, Path]
+    read_noise: float
+
+    @cached_property
+    def truth(self) -> dict[str, Any]:
+        """``truth.json``."""
+        return json.loads((self.root / "truth" / "truth.json").read_text())
+
+    @cached_property
+    def catalog(self) -> Table:
+        """The truth catalog (stars and galaxies)."""
+        return Table.read(self.root / "truth" / "truth_catalog.ecsv")
+
+    @cached_property
+    def stack(self) -> dict[str, tuple[Any, fits.Header]]:
+        """Every extension of the stack: name -> (data, header)."""
+        with fits.open(self.stack_path) as hdul:
+            return {h.name: (h.data.copy() if h.data is not None else None, h.header.copy()) for h in hdul}
+
+    @property
+    def header(self) -> fits.Header:
+        """The stack's SCI header."""
+        return self.stack["SCI"][1]
+
+    @property
+    def science(self) -> list[dict[str, Any]]:
+        """Truth records of the science frames."""
+        return [f for f in self.truth["frames"] if f["kind"] == "science"]
+
+    @staticmethod
+    def true_wcs(frame: dict[str, Any]) -> WCS:
+        """The true WCS of a science frame."""
+        return WCS(fits.Header.fromstring(frame["true_wcs_header"], sep="\n"))
+
+    # ------------------------------------------------------------------ figures
+    def astrometric_rms(self, table: str = "APPPHOT", snr_min: float = 20.0) -> tuple[float, int]:
+        """RMS (arcsec) of stack positions minus true positions of isolated stars, and how many."""
+        phot = Table(self.stack[table][0])
+        good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
+        stars = isolated_stars(self.catalog)
+        measured = SkyCoord(good["ra"], good["dec"], unit="deg")
+        true = SkyCoord(stars["ra"], stars["dec"], unit="deg")
+        idx, sep, _ = measured.match_to_catalog_sky(true)
+        ok = sep.arcsec < 0.5
+        dra, ddec = measured[ok].spherical_offsets_to(true[idx[ok]])
+        return math.sqrt(float(np.mean(dra.arcsec**2 + ddec.arcsec**2))), int(ok.sum())
+
+    def zero_point_error(self) -> float:
+        """ZPTMAG minus the true zero point (mag)."""
+        return float(self.header["ZPTMAG"] - self.truth["zeropoint"])
+
+    def m5_truth(self) -> float:
+        """5-sigma point-source limit from first principles for the stack's aperture.
+
+        Sky + read noise per native pixel and frame, averaged over the frames, summed over
+        the aperture, divided by the true Moffat PSF's enclosed fraction in that aperture.
+        """
+        frames = self.science
+        exptime = frames[0]["exptime"]
+        pixel_var = np.mean([f["sky_e_per_pix"] for f in frames]) + self.read_noise**2
+        radius = self.header["APRAD"]
+        sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / len(frames)) / exptime
+        enclosed = float(moffat_enclosed(radius, self.truth["moffat_alpha_px"], self.truth["moffat_beta"]))
+        return self.truth["zeropoint"] - 2.5 * math.log10(5 * sigma_ap / enclosed)
+
+    def cosmic_ray_recall(self) -> dict[str, float]:
+        """Per science frame: fraction of injected > 5 sigma CR pixels flagged (gaps and
+        saturated pixels excluded)."""
+        out = {}
+        with fits.open(self.root / "truth" / "cr_masks.fits") as crs:
+            for frame in self.science:
+                injected = crs[frame["file"]].data.astype(bool)
+                mask = fits.getdata(self.workspace[frame["file"]], "MASK")
+                judged = injected & ((mask & (Bit.NO_DATA | Bit.SATURATED)) == 0)
+                out[frame["file"]] = float(((mask & Bit.COSMIC_RAY) > 0)[judged].mean())
+        return out
+
+    def isolated_stack_pixels(self, sky: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
+        """Stack pixels (iy, ix) of ``sky`` positions, usable and > 4 FWHM from any source."""
+        data, header = self.stack["SCI"]
+        mask = self.stack["MASK"][0]
+        wcs = WCS(header)
+        x, y = wcs.world_to_pixel(sky)
+        ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+        inside = (ix >= 0) & (iy >= 0) & (ix < data.shape[1]) & (iy < data.shape[0])
+        ix, iy = ix[inside], iy[inside]
+        cat = self.catalog
+        sx, sy = wcs.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
+        bright = cat["mag"] < 25.5
+        dist, _ = cKDTree(np.column_stack([sx[bright], sy[bright]])).query(np.column_stack([ix, iy]))
+        keep = (dist > 4 * header["FWHM"]) & ((mask[iy, ix] & UNUSABLE) == 0)
+        return iy[keep], ix[keep]
+
+    @cached_property
+    def snr(self) -> np.ndarray:
+        """Stack S/N per pixel."""
+        data, error = self.stack["SCI"][0], self.stack["ERROR"][0]
+        return data / np.where(error > 0, error, np.inf)
+
+    def cosmic_ray_residuals(self) -> dict[str, tuple[float, int]]:
+        """Per science frame: the largest stack S/N at its CR pixels away from sources, and
+        how many such pixels there are."""
+        out = {}
+        with fits.open(self.root / "truth" / "cr_masks.fits") as crs:
+            for frame in self.science:
+                y, x = np.nonzero(crs[frame["file"]].data)
+                iy, ix = self.isolated_stack_pixels(self.true_wcs(frame).pixel_to_world(x, y))
+                out[frame["file"]] = (float(self.snr[iy, ix].max()) if iy.size else math.nan, int(iy.size))
+        return out
+
+    def satellite(self) -> dict[str, tuple[float, float, float, int]]:
+        """Per frame with a trail: fraction masked, median and max stack S/N on its path
+        (away from sources), and the number of path pixels checked."""
+        out = {}
+        with fits.open(self.root / "truth" / "satellite_mask.fits") as trails:
+            for frame in (f for f in self.science if f["has_satellite"]):
+                trail = trails[frame["file"]].data.astype(bool)
+                mask = fits.getdata(self.workspace[frame["file"]], "MASK")
+                judged = trail & ((mask & Bit.NO_DATA) == 0)
+                masked = float(((mask & Bit.SATELLITE) > 0)[judged].mean())
+                y, x = np.nonzero(trail)
+                iy, ix = self.isolated_stack_pixels(self.true_wcs(frame).pixel_to_world(x, y))
+                values = self.snr[iy, ix]
+                out[frame["file"]] = (masked, float(np.median(values)), float(values.max()), int(iy.size))
+        return out
+
+    def error_over_noise(self, samples: int = 40000, seed: int = 0) -> float:
+        """Robust std of blank-sky stack pixels divided by their median ERROR."""
+        data, header = self.stack["SCI"]
+        error = self.stack["ERROR"][0]
+        rng = np.random.default_rng(seed)
+        ys, xs = rng.integers(0, data.shape[0], samples), rng.integers(0, data.shape[1], samples)
+        iy, ix = self.isolated_stack_pixels(WCS(header).pixel_to_world(xs, ys))
+        values = data[iy, ix]
+        measured = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+        return measured / float(np.median(error[iy, ix]))
+
+    def flux_ratio(self, table: str, snr_min: float = 50.0) -> tuple[float, float, int]:
+        """Median measured/true flux of isolated stars (S/N > ``snr_min``, flags 0), the
+        median |difference| / error, and how many."""
+        phot = Table(self.stack[table][0])
+        good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
+        stars = isolated_stars(self.catalog)
+        idx, sep, _ = SkyCoord(good["ra"], good["dec"], unit="deg").match_to_catalog_sky(
+            SkyCoord(stars["ra"], stars["dec"], unit="deg"))
+        ok = sep.arcsec < 0.3
+        true = np.asarray(stars["flux_e_per_s"])[idx[ok]]
+        flux, err = np.asarray(good["flux"])[ok], np.asarray(good["flux_err"])[ok]
+        return float(np.median(flux / true)), float(np.median(np.abs(flux - true) / err)), int(ok.sum())
+
+    def report(self) -> dict[str, Any]:
+        """Every figure, for printing."""
+        rms, n_astro = self.astrometric_rms()
+        return {
+            "astrometric RMS of isolated stack stars (arcsec)": (round(rms, 4), n_astro),
+            "ZPTMAG - true zero point (mag)": round(self.zero_point_error(), 4),
+            "M5SIGMA, truth-based 5-sigma limit (mag)": (round(self.header["M5SIGMA"], 3), round(self.m5_truth(), 3)),
+            "CR pixel recall per frame": {k: round(v, 4) for k, v in self.cosmic_ray_recall().items()},
+            "largest stack S/N at CR pixels per frame": {k: round(v[0], 2) for k, v in
+                                                          self.cosmic_ray_residuals().items()},
+            "satellite: masked fraction, median/max stack S/N on path": {
+                k: tuple(round(x, 3) for x in v[:3]) for k, v in self.satellite().items()},
+            "measured sky noise / ERROR": round(self.error_over_noise(), 4),
+            "aperture flux / truth (median, |d|/sigma, n)": tuple(round(x, 4) for x in self.flux_ratio("APPPHOT")),
+            **({"PSF flux / truth (median, |d|/sigma, n)": tuple(round(x, 4) for x in self.flux_ratio("PSFPHOT"))}
+               if "PSFPHOT" in self.stack else {}),
+        }
