@@ -2,36 +2,34 @@
 
 The night (3 bias, 3 twilight flats, 5 dithered 120 s r-band frames, cosmic rays, a
 satellite trail, saturated stars, dead and hot columns, a header WCS off by 5" and 0.3 deg)
-is simulated once per test session; the reduction runs once with the saved reference
-catalogs (no network).
+is simulated once per test module; the reduction runs once with the saved reference
+catalogs (no network). The figures come from :mod:`potpyri_core.simulate.truthcheck`, which
+``benchmarks/truth_report.py`` prints for any reduced simulated night.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
-from astropy.wcs import WCS
-from scipy.spatial import cKDTree
 
-from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.maskbits import Bit
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from potpyri_core.simulate.truthcheck import TruthCheck, isolated_stars
 
 pytest.importorskip("potpyri_gemini")
 
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    """Simulate and reduce the night; return paths, truth and the stack."""
+    """Simulate and reduce the night; return paths, truth, the stack and its truth check."""
     root = tmp_path_factory.mktemp("gmos_night")
     pm = PluginManager()
     gmos = pm.instrument("GMOS-N")
@@ -42,138 +40,64 @@ def night(tmp_path_factory):
     raw_before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits")}
     summary = pipeline.run()
     raw_after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits")}
-    truth = json.loads((root / "truth" / "truth.json").read_text())
-    catalog = Table.read(root / "truth" / "truth_catalog.ecsv")
     assert not summary.failures, summary.table()
     assert len(summary.stacks) == 1
-    with fits.open(summary.stacks[0]) as hdul:
-        stack = {h.name: (h.data.copy() if h.data is not None else None, h.header.copy()) for h in hdul}
-    return {"root": root, "pipeline": pipeline, "truth": truth, "catalog": catalog, "stack": stack,
-            "raw_before": raw_before, "raw_after": raw_after}
-
-
-def _science(truth):
-    return [f for f in truth["frames"] if f["kind"] == "science"]
-
-
-def _stack_wcs(night):
-    return WCS(night["stack"]["SCI"][1])
-
-
-def _isolated_stars(catalog: Table, radius_arcsec: float = 2.5, contrast: float = 4.0) -> Table:
-    """Stars with no object brighter than ``mag + contrast`` within ``radius_arcsec``
-    (a blend has no single true position to compare a centroid with)."""
-    xyz = SkyCoord(catalog["ra"], catalog["dec"], unit="deg").cartesian.xyz.value.T
-    tree = cKDTree(xyz)
-    pairs = tree.query_pairs(np.radians(radius_arcsec / 3600.0), output_type="ndarray")
-    mag = np.asarray(catalog["mag"])
-    spoiled = np.zeros(len(catalog), bool)
-    spoiled[pairs[:, 0][mag[pairs[:, 1]] < mag[pairs[:, 0]] + contrast]] = True
-    spoiled[pairs[:, 1][mag[pairs[:, 0]] < mag[pairs[:, 1]] + contrast]] = True
-    return catalog[~spoiled & ~np.asarray(catalog["is_galaxy"])]
+    read_noise = float(np.median([a.readnoise for a in gmos.detector.amplifiers]))
+    check = TruthCheck(root, summary.stacks[0], {}, read_noise)
+    check.workspace = {f["file"]: pipeline.workspace_path(f["file"]) for f in check.science}
+    return {"root": root, "pipeline": pipeline, "truth": check.truth, "catalog": check.catalog,
+            "stack": check.stack, "check": check, "raw_before": raw_before, "raw_after": raw_after}
 
 
 def test_astrometric_rms_of_stack_stars(night):
-    phot = Table(night["stack"]["APPPHOT"][0])
-    stars = _isolated_stars(night["catalog"])
-    good = phot[(phot["snr"] > 20) & (phot["flags"] == 0)]
-    measured = SkyCoord(good["ra"], good["dec"], unit="deg")
-    true = SkyCoord(stars["ra"], stars["dec"], unit="deg")
-    idx, sep, _ = measured.match_to_catalog_sky(true)
-    ok = sep.arcsec < 0.5
-    assert ok.sum() > 100
-    dra, ddec = measured[ok].spherical_offsets_to(true[idx[ok]])
-    rms = math.sqrt(np.mean(dra.arcsec**2 + ddec.arcsec**2))
+    rms, matched = night["check"].astrometric_rms()
+    assert matched > 100
     assert rms <= 0.05, f"astrometric RMS {rms:.3f} arcsec"
 
 
 def test_zero_point_matches_truth(night):
     header = night["stack"]["SCI"][1]
     assert header["BUNIT"] == "electron/s"
-    assert abs(header["ZPTMAG"] - night["truth"]["zeropoint"]) <= 0.03, header["ZPTMAG"]
+    assert abs(night["check"].zero_point_error()) <= 0.03, header["ZPTMAG"]
     assert header["ZPTNSTAR"] >= 20
     assert header["ZPTMUCER"] < 0.03
 
 
-def _moffat_enclosed(radius_px: float, alpha: float, beta: float) -> float:
-    return 1.0 - (1.0 + (radius_px / alpha) ** 2) ** (1.0 - beta)
-
-
 def test_limiting_magnitude_matches_truth(night):
-    truth = night["truth"]
     header = night["stack"]["SCI"][1]
-    frames = _science(truth)
-    exptime = frames[0]["exptime"]
-    gmos = night["pipeline"].instrument
-    read_noise = float(np.median([a.readnoise for a in gmos.detector.amplifiers]))
-    # per native pixel, per frame; the flat is ~1 so the variance is sky + RN^2
-    pixel_var = np.mean([f["sky_e_per_pix"] for f in frames]) + read_noise**2
-    radius = header["APRAD"]
-    sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / len(frames)) / exptime
-    enclosed = _moffat_enclosed(radius, truth["moffat_alpha_px"], truth["moffat_beta"])
-    m5_truth = truth["zeropoint"] - 2.5 * math.log10(5 * sigma_ap / enclosed)
+    m5_truth = night["check"].m5_truth()
     assert abs(header["M5SIGMA"] - m5_truth) <= 0.3, (header["M5SIGMA"], m5_truth)
     assert header["M3SIGMA"] > header["M5SIGMA"] > header["M10SIGMA"]
 
 
-def _workspace(night, frame):
-    return night["pipeline"].workspace_path(frame["file"])
-
-
 def test_cosmic_rays_flagged_in_frames(night):
-    with fits.open(night["root"] / "truth" / "cr_masks.fits") as crs:
-        for frame in _science(night["truth"]):
-            injected = crs[frame["file"]].data.astype(bool)
-            mask = fits.getdata(_workspace(night, frame), "MASK")
-            flagged = (mask & Bit.COSMIC_RAY) > 0
-            # pixels that cannot be judged (gaps, saturated) are excluded
-            judged = injected & ((mask & (Bit.NO_DATA | Bit.SATURATED)) == 0)
-            fraction = (flagged & judged).sum() / judged.sum()
-            assert judged.sum() > 100
-            assert fraction >= 0.95, f"{frame['file']}: {fraction:.3f} of CR pixels flagged"
-
-
-def _isolated_stack_pixels(night, sky: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
-    """Stack pixels of ``sky`` positions away from every source and usable."""
-    data, header = night["stack"]["SCI"]
-    mask = night["stack"]["MASK"][0]
-    wcs = WCS(header)
-    x, y = wcs.world_to_pixel(sky)
-    ix, iy = np.round(x).astype(int), np.round(y).astype(int)
-    inside = (ix >= 0) & (iy >= 0) & (ix < data.shape[1]) & (iy < data.shape[0])
-    ix, iy = ix[inside], iy[inside]
-    cat = night["catalog"]
-    sx, sy = wcs.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
-    bright = cat["mag"] < 25.5
-    dist, _ = cKDTree(np.column_stack([sx[bright], sy[bright]])).query(np.column_stack([ix, iy]))
-    keep = (dist > 4 * header["FWHM"]) & ((mask[iy, ix] & UNUSABLE) == 0)
-    return iy[keep], ix[keep]
-
-
-def _snr(night):
-    data = night["stack"]["SCI"][0]
-    error = night["stack"]["ERROR"][0]
-    return data / np.where(error > 0, error, np.inf)
+    recall = night["check"].cosmic_ray_recall()
+    assert len(recall) == 5
+    for name, fraction in recall.items():
+        assert fraction >= 0.95, f"{name}: {fraction:.3f} of CR pixels flagged"
 
 
 def test_no_cosmic_ray_residual_in_stack(night):
-    snr = _snr(night)
-    with fits.open(night["root"] / "truth" / "cr_masks.fits") as crs:
-        for frame in _science(night["truth"]):
-            y, x = np.nonzero(crs[frame["file"]].data)
-            true_wcs = WCS(fits.Header.fromstring(frame["true_wcs_header"], sep="\n"))
-            iy, ix = _isolated_stack_pixels(night, true_wcs.pixel_to_world(x, y))
-            assert iy.size > 50
-            assert snr[iy, ix].max() < 5.0, f"{frame['file']}: CR residual at {snr[iy, ix].max():.1f} sigma"
+    for name, (largest, checked) in night["check"].cosmic_ray_residuals().items():
+        assert checked > 50
+        assert largest < 5.0, f"{name}: CR residual at {largest:.1f} sigma"
+
+
+def test_aperture_fluxes_match_truth(night):
+    ratio, pull, matched = night["check"].flux_ratio("APPPHOT")
+    assert matched > 100
+    assert abs(ratio - 1.0) < 0.01, ratio
+    assert pull < 1.5, pull
 
 
 def test_saturated_stars_flagged(night):
     cat = night["catalog"]
     by_id = {int(i): k for k, i in enumerate(cat["id"])}
     checked = 0
-    for frame in _science(night["truth"]):
-        mask = fits.getdata(_workspace(night, frame), "MASK")
-        true_wcs = WCS(fits.Header.fromstring(frame["true_wcs_header"], sep="\n"))
+    check = night["check"]
+    for frame in check.science:
+        mask = fits.getdata(check.workspace[frame["file"]], "MASK")
+        true_wcs = check.true_wcs(frame)
         for star in frame["saturated_star_ids"]:
             row = cat[by_id[int(star)]]
             x, y = true_wcs.world_to_pixel(SkyCoord(row["ra"], row["dec"], unit="deg"))
@@ -188,38 +112,18 @@ def test_saturated_stars_flagged(night):
 
 
 def test_satellite_trail_masked_and_absent_from_stack(night):
-    frames = [f for f in _science(night["truth"]) if f["has_satellite"]]
-    assert frames
-    snr = _snr(night)
-    with fits.open(night["root"] / "truth" / "satellite_mask.fits") as trails:
-        for frame in frames:
-            trail = trails[frame["file"]].data.astype(bool)
-            mask = fits.getdata(_workspace(night, frame), "MASK")
-            judged = trail & ((mask & Bit.NO_DATA) == 0)
-            fraction = ((mask & Bit.SATELLITE) > 0)[judged].mean()
-            assert fraction >= 0.95, f"{fraction:.3f} of trail pixels masked"
-            y, x = np.nonzero(trail)
-            true_wcs = WCS(fits.Header.fromstring(frame["true_wcs_header"], sep="\n"))
-            iy, ix = _isolated_stack_pixels(night, true_wcs.pixel_to_world(x, y))
-            assert iy.size > 500
-            values = snr[iy, ix]
-            assert abs(np.median(values)) < 0.3, np.median(values)
-            assert values.max() < 5.0
+    trails = night["check"].satellite()
+    assert trails
+    for name, (masked, median_snr, max_snr, checked) in trails.items():
+        assert masked >= 0.95, f"{name}: {masked:.3f} of trail pixels masked"
+        assert checked > 500
+        assert abs(median_snr) < 0.3, median_snr
+        assert max_snr < 5.0, max_snr
 
 
 def test_stack_error_matches_sky_noise(night):
-    data, header = night["stack"]["SCI"]
-    error = night["stack"]["ERROR"][0]
-
-    ny, nx = data.shape
-    rng = np.random.default_rng(0)
-    ys, xs = rng.integers(0, ny, 40000), rng.integers(0, nx, 40000)
-    sky = WCS(header).pixel_to_world(xs, ys)
-    iy, ix = _isolated_stack_pixels(night, sky)
-    values, errors = data[iy, ix], error[iy, ix]
-    measured = 1.4826 * np.median(np.abs(values - np.median(values)))
-    predicted = float(np.median(errors))
-    assert 0.9 <= measured / predicted <= 1.1, (measured, predicted)
+    ratio = night["check"].error_over_noise()
+    assert 0.9 <= ratio <= 1.1, ratio
 
 
 def test_products_layout_and_provenance(night):
@@ -296,28 +200,25 @@ def test_epsf_fwhm_matches_stack_fwhm(night):
     assert 1.0 <= fwhm / night["truth"]["fwhm_px"] < 1.10, (fwhm, night["truth"]["fwhm_px"])
 
 
+def test_psf_fluxes_match_truth(night):
+    ratio, pull, matched = night["check"].flux_ratio("PSFPHOT")
+    assert matched > 100
+    assert abs(ratio - 1.0) < 0.02, ratio
+    assert pull < 1.5, pull
+    # PSF magnitudes carry the zero point like the aperture ones
+    phot = Table(night["stack"]["PSFPHOT"][0])
+    np.testing.assert_allclose(phot["mag"], phot["mag_inst"] + night["stack"]["SCI"][1]["ZPTMAG"], atol=1e-6)
+
+
 def _psf_truth_matches(night, snr_min: float = 50.0):
     """Clean PSF measurements of isolated truth stars with S/N > ``snr_min``, and their truth."""
     phot = Table(night["stack"]["PSFPHOT"][0])
     good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
-    stars = _isolated_stars(night["catalog"])
+    stars = isolated_stars(night["catalog"])
     measured = SkyCoord(good["ra"], good["dec"], unit="deg")
     idx, sep, _ = measured.match_to_catalog_sky(SkyCoord(stars["ra"], stars["dec"], unit="deg"))
     ok = sep.arcsec < 0.3
     return good[ok], stars[idx[ok]]
-
-
-def test_psf_fluxes_match_truth(night):
-    measured, truth = _psf_truth_matches(night)
-    assert len(measured) > 100
-    true_flux = np.asarray(truth["flux_e_per_s"], float)
-    ratio = np.asarray(measured["flux"]) / true_flux
-    assert abs(np.median(ratio) - 1.0) < 0.02, np.median(ratio)
-    pull = np.abs(np.asarray(measured["flux"]) - true_flux) / np.asarray(measured["flux_err"])
-    assert np.median(pull) < 1.5, np.median(pull)
-    # PSF magnitudes carry the zero point like the aperture ones
-    header = night["stack"]["SCI"][1]
-    np.testing.assert_allclose(measured["mag"], measured["mag_inst"] + header["ZPTMAG"], atol=1e-6)
 
 
 def test_psf_residual_small_at_stars(night):
