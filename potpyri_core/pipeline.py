@@ -19,21 +19,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 import traceback
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import astropy
 import numpy as np
+import photutils
+import scipy
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
+from astropy.wcs import WCS
 
 from potpyri_core import __version__
 from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError, catalog_cache_dir
@@ -48,6 +51,7 @@ from potpyri_core.plugins import PluginManager, process_plugins
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stages import photometry, psfphot, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
+from potpyri_core.stages.mask import satellite_mask
 
 log = logging.getLogger("potpyri")
 
@@ -129,8 +133,6 @@ def _frame_job(args: tuple) -> tuple[str, bool, float, str]:
         frame.mask |= hook.potpyri_mask(instrument=instrument, frame=frame, options=options)
         if not options.skip_skysub:
             frame = hook.potpyri_subtract_sky(instrument=instrument, frames=[frame], options=options)[0]
-        from potpyri_core.stages.mask import satellite_mask
-
         trail = satellite_mask(frame.data, np.sqrt(frame.variance), frame.mask)
         frame.mask |= trail.astype(np.uint16) * np.uint16(Bit.SATELLITE)
         frame.header["NSATPIX"] = (int(trail.sum()), "pixels flagged as satellite trail")
@@ -174,8 +176,6 @@ def _astrometry_job(args: tuple) -> tuple[str, bool, float, str]:
 def _resample_job(args: tuple) -> tuple[str, Any]:
     path, out_header, shape = args
     frame = Frame.from_file(path)
-    from astropy.wcs import WCS
-
     exptime = float(frame.header["EXPTIME"])
     data, var, mask = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
                                         WCS(out_header), shape)
@@ -218,11 +218,23 @@ class Pipeline:
         self.summary.results.append(StageResult(stage, item, ok, seconds, message))
         (log.info if ok else log.error)("%s %s: %s %s", stage, item, "ok" if ok else "FAILED", message)
 
-    def _map(self, func, jobs: list) -> list:
+    def _map(self, func: Any, jobs: list, what: str = "") -> list:
+        """Run ``func`` on every job (in ``--proc`` processes), logging progress as jobs end;
+        results come back in the order of the jobs."""
+        results: list = [None] * len(jobs)
         if self.options.proc <= 1 or len(jobs) <= 1:
-            return [func(j) for j in jobs]
+            for i, job in enumerate(jobs):
+                results[i] = func(job)
+                if what:
+                    log.info("%s %d/%d done", what, i + 1, len(jobs))
+            return results
         with ProcessPoolExecutor(max_workers=min(self.options.proc, len(jobs))) as pool:
-            return list(pool.map(func, jobs))
+            futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                if what:
+                    log.info("%s %d/%d done", what, done, len(jobs))
+        return results
 
     def _rows(self, kind: str) -> Table:
         assert self.table is not None
@@ -370,7 +382,7 @@ class Pipeline:
                 continue
             jobs.append((self.instrument, self.data_path / row["File"], float(row["Exp"]), masters,
                          self.workspace_path(row["File"]), self.options))
-        for name, ok, seconds, message in self._map(_frame_job, jobs):
+        for name, ok, seconds, message in self._map(_frame_job, jobs, "frames"):
             self._record("frames", name, ok, seconds, message)
 
     def reference_catalog(self) -> LocalCatalog | FieldCatalogs | None:
@@ -412,7 +424,7 @@ class Pipeline:
             return
         jobs = [(self.instrument, self.workspace_path(r["File"]), reference, self.options)
                 for r in self._rows("SCIENCE") if self.workspace_path(r["File"]).exists()]
-        for name, ok, seconds, message in self._map(_astrometry_job, jobs):
+        for name, ok, seconds, message in self._map(_astrometry_job, jobs, "astrometry"):
             self._record("astrometry", name, ok, seconds, message)
 
     def output_grid(self, paths: list[Path]) -> tuple[fits.Header, tuple[int, int], float]:
@@ -443,7 +455,7 @@ class Pipeline:
                 if not paths:
                     raise RuntimeError("no calibrated frames (frames stage failed or not run)")
                 out_header, shape, _ = self.output_grid(paths)
-                results = self._map(_resample_job, [(p, out_header, shape) for p in paths])
+                results = self._map(_resample_job, [(p, out_header, shape) for p in paths], "resampling")
                 resampled = [Frame(data=d, variance=v, mask=m, header=out_header.copy(), name=name)
                              for name, (d, v, m) in results]
                 out = self.plugins.hook.potpyri_stack(instrument=self.instrument, frames=resampled,
@@ -490,10 +502,6 @@ class Pipeline:
             cals = ";".join(str(h.get(k, "")) for k in ("BIASCOR", "DARKCOR", "FLATCOR") if k in h)
             rows.append((row["File"], h.get("RAWMD5", ""), cals))
         table = Table(rows=rows, names=["file", "md5", "calibrations"], dtype=[str, str, str])
-        import astropy
-        import photutils
-        import scipy
-
         table.meta["SETTINGS"] = json.dumps(self.instrument.model_dump(mode="json"))[:60000]
         table.meta["OPTIONS"] = self.options.model_dump_json()
         hdu = fits.table_to_hdu(table)
@@ -622,4 +630,4 @@ def setup_logging(red: Path, instrument: str) -> Path:
     return path
 
 
-__all__ = ["Pipeline", "RunSummary", "math", "setup_logging"]
+__all__ = ["Pipeline", "RunSummary", "setup_logging"]
