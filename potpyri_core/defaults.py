@@ -81,10 +81,12 @@ def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: T
 
 @hookimpl(trylast=True)
 def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> Frame:
-    """Default: per-frame inverse-variance weights, clipped mean (``stacking.sigma``)."""
+    """Default: per-frame inverse-variance weights, clipped mean (``stacking.sigma``), or a
+    median when the instrument's ``stacking.method`` says so."""
     weights = [stack.frame_weight(f.variance, f.mask) for f in frames]
     data, var, mask, nframes = stack.combine([f.data for f in frames], [f.variance for f in frames],
-                                             [f.mask for f in frames], weights, sigma=instrument.stacking.sigma)
+                                             [f.mask for f in frames], weights, sigma=instrument.stacking.sigma,
+                                             method=instrument.stacking.method)
     out = Frame(data=data, variance=var, mask=mask, header=frames[0].header.copy(), name="stack")
     out.meta["nframes"] = nframes
     out.meta["weights"] = weights

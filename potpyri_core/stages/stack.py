@@ -21,15 +21,19 @@ def frame_weight(variance: np.ndarray, mask: np.ndarray) -> float:
 
 def combine(
     datas: list[np.ndarray], variances: list[np.ndarray], masks: list[np.ndarray], weights: list[float],
-    sigma: float = 3.0, snoise: float = 0.1,
+    sigma: float = 3.0, snoise: float = 0.1, method: str = "sigclip_mean", rows: int = 256,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted mean with per-pixel clipping against the median of the frames.
+    """Weighted mean with per-pixel clipping against the median of the frames, or a median.
+
+    ``method="median"`` (the instrument's ``stacking.method``) returns the per-pixel median
+    of the usable values, with variance pi/2 times that of their unweighted mean.
 
     A value is rejected when it differs from the per-pixel median by more than ``sigma``
     times its own error, with a "sensitivity noise" ``snoise`` times the median added in
     quadrature (as IRAF's ccdclip), so that the cores of stars, whose peaks differ between
     frames through sub-pixel sampling and seeing, are not clipped (3 or more frames only);
-    masked pixels never contribute.
+    masked pixels never contribute. Works on ``rows`` image rows at a time, so the memory
+    beyond the inputs stays small whatever the number of frames.
 
     Returns
     -------
@@ -37,9 +41,22 @@ def combine(
         The stack, its variance, the OR of the bits where no frame contributed (or NO_DATA),
         and the number of frames used per pixel.
     """
-    cube = np.stack(datas)
-    var = np.stack(variances)
-    bits = np.stack(masks)
+    shape = datas[0].shape
+    data = np.zeros(shape, np.float32)
+    variance = np.zeros(shape, np.float32)
+    mask = np.zeros(shape, np.uint16)
+    nframes = np.zeros(shape, np.int16)
+    for start in range(0, shape[0], rows):
+        block = slice(start, start + rows)
+        data[block], variance[block], mask[block], nframes[block] = _combine_block(
+            np.stack([d[block] for d in datas]), np.stack([v[block] for v in variances]),
+            np.stack([m[block] for m in masks]), weights, sigma, snoise, method)
+    return data, variance, mask, nframes
+
+
+def _combine_block(cube: np.ndarray, var: np.ndarray, bits: np.ndarray, weights: list[float], sigma: float,
+                   snoise: float, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`combine` on a block of rows (frames along axis 0)."""
     usable = ((bits & UNUSABLE) == 0) & (var > 0)
     w = np.asarray(weights, np.float32)[:, None, None] * usable
     if cube.shape[0] >= 3:
@@ -55,9 +72,16 @@ def combine(
     wsum = w.sum(axis=0)
     ok = wsum > 0
     safe = np.where(ok, wsum, 1.0)
-    data = (w * cube).sum(axis=0) / safe
-    variance = (w * w * var).sum(axis=0) / safe**2
     nframes = (w > 0).sum(axis=0).astype(np.int16)
+    if method == "median":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame covers
+            data = np.nan_to_num(np.nanmedian(np.where(usable, cube, np.float32(np.nan)), axis=0))
+        used = np.maximum(usable.sum(axis=0), 1)
+        variance = (np.pi / 2) * np.where(usable, var, 0).sum(axis=0) / used**2
+    else:
+        data = (w * cube).sum(axis=0) / safe
+        variance = (w * w * var).sum(axis=0) / safe**2
     mask = np.where(ok, 0, np.bitwise_or.reduce(bits, axis=0) | int(Bit.NO_DATA)).astype(np.uint16)
     # a pixel saturated in any frame is flagged in the stack (its value is from the others)
     mask |= (np.bitwise_or.reduce(bits, axis=0) & int(Bit.SATURATED)).astype(np.uint16)
