@@ -192,13 +192,6 @@ class PluginManager:
             message += " Plugin problems: " + " | ".join(self.problems)
         raise UnknownInstrumentError(message)
 
-    def instrument_for_header(self, value: str) -> InstrumentSettings | None:
-        """Return the instrument whose ``instrument_values`` match a header value."""
-        for entry in self.instruments().values():
-            if entry.settings.identifies(value):
-                return entry.settings
-        return None
-
     # ------------------------------------------------------------------ catalogs
     def catalog_sources(self) -> dict[str, Any]:
         """Return all catalog sources by lower-case name."""

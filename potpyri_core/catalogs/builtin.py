@@ -8,10 +8,10 @@ Registered by the plugin manager as a built-in plugin; it answers the
 from __future__ import annotations
 
 from potpyri_core import hookimpl
-from potpyri_core.catalogs.vizier import VizierSource, gaia, ps1, sdss, skymapper, twomass
+from potpyri_core.catalogs.vizier import BUILTIN_SOURCES, VizierSource
 
 
 @hookimpl
 def potpyri_catalog_sources() -> list[VizierSource]:
     """Provide the VizieR sources ``gaia``, ``ps1``, ``sdss``, ``skymapper`` and ``twomass``."""
-    return [gaia, ps1, sdss, skymapper, twomass]
+    return list(BUILTIN_SOURCES)

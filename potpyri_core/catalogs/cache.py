@@ -147,32 +147,3 @@ class CatalogCache:
             ) from exc
         self.put(source, center, radius_arcmin, band, table)
         return table
-
-
-class CachedSource:
-    """A catalog source whose answers go through a :class:`CatalogCache`.
-
-    It has the same ``name``, ``bands`` and ``query`` as the source it wraps, so it can be
-    used wherever a source is expected.
-
-    Parameters
-    ----------
-    source : object
-        Any catalog source (``name``, ``bands``, ``query(center, radius_arcmin, band=None)``).
-    cache : CatalogCache
-        Where to keep the answers.
-    """
-
-    def __init__(self, source: Any, cache: CatalogCache) -> None:
-        self.source = source
-        self.cache = cache
-        self.name = source.name
-
-    @property
-    def bands(self) -> list[str]:
-        """Bands of the wrapped source."""
-        return list(self.source.bands)
-
-    def query(self, center: SkyCoord, radius_arcmin: float, band: str | None = None) -> Table:
-        """Cached :meth:`query` of the wrapped source."""
-        return self.cache.query(self.source, center, radius_arcmin, band)

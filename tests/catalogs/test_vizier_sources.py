@@ -19,7 +19,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from potpyri_core.catalogs import builtin
-from potpyri_core.catalogs.cache import CachedSource, CatalogCache, CatalogUnavailableError, catalog_cache_dir
+from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError, catalog_cache_dir
 from potpyri_core.catalogs.columns import normalise
 from potpyri_core.catalogs.vizier import SERVER_ENV, VizierSource, gaia, ps1, sdss, skymapper, twomass
 from potpyri_core.plugins import PluginManager
@@ -231,15 +231,14 @@ def test_unknown_band_is_refused() -> None:
 # ---------------------------------------------------------------------- cache and failures
 def test_cached_query_makes_no_second_request(fake_vizier: FakeVizier, tmp_path: Path) -> None:
     cache = CatalogCache(catalog_cache_dir(tmp_path))
-    source = CachedSource(ps1, cache)
-    first = source.query(CENTER, 2.0, band="r")
+    first = cache.query(ps1, CENTER, 2.0, band="r")
     assert len(fake_vizier.requests) == 1
     files = list((tmp_path / "red" / "catalogs").glob("*.ecsv"))
     assert len(files) == 1 and files[0].name.startswith("ps1_r_ra150.0000_dec+2.0000_r2.00am")
     assert not list((tmp_path / "red" / "catalogs").glob("*.tmp"))
 
     fake_vizier.fail_status = 500  # even a broken server does not matter any more
-    second = CachedSource(ps1, CatalogCache(tmp_path / "red" / "catalogs")).query(CENTER, 2.0, band="r")
+    second = CatalogCache(tmp_path / "red" / "catalogs").query(ps1, CENTER, 2.0, band="r")
     assert len(fake_vizier.requests) == 1
     assert second.colnames == first.colnames
     for col in first.colnames:
@@ -248,7 +247,7 @@ def test_cached_query_makes_no_second_request(fake_vizier: FakeVizier, tmp_path:
 
     # another band (other constraints, other point-source cut) is another query
     fake_vizier.fail_status = None
-    source.query(CENTER, 2.0, band="g")
+    cache.query(ps1, CENTER, 2.0, band="g")
     assert len(fake_vizier.requests) == 2
 
 

@@ -172,12 +172,6 @@ def test_unknown_instrument_message_carries_the_plugin_problems(pm):
     assert "Plugin problems: " in message and "raising_plugin" in message
 
 
-def test_instrument_for_header_value(real_pm):
-    assert real_pm.instrument_for_header("GMOS-N").name == "GMOS-N"
-    assert real_pm.instrument_for_header("GMOS-S").name == "GMOS-S"
-    assert real_pm.instrument_for_header("NoSuchCamera") is None
-
-
 @pytest.mark.parametrize(("package", "names"), [("potpyri_gemini", ["F2", "GMOS-N", "GMOS-S"])])
 def test_settings_from_package_output_validates(package, names):
     raws = settings_from_package(package)
