@@ -32,8 +32,7 @@ def potpyri_classify(instrument: InstrumentSettings, header: fits.Header, path: 
 @hookimpl(trylast=True)
 def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame:
     """Default: overscan, trim, gain and mosaic from the amplifier settings and sections."""
-    header = classify.read_header(instrument, path)
-    return rawformat.assemble(instrument, hdul, path, header)
+    return rawformat.assemble(instrument, hdul, path, classify.merged_header(instrument, hdul))
 
 
 @hookimpl(trylast=True)

@@ -395,7 +395,7 @@ class Pipeline:
         if not paths:
             return None
         header = fits.getheader(paths[0])
-        wcs = Frame(np.empty(0), np.empty(0), np.empty(0), header).wcs
+        wcs = WCS(header, relax=True)
         ny, nx = header["NAXIS2"], header["NAXIS1"]
         half_diagonal = wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2).separation(wcs.pixel_to_world(0, 0))
         # the centre comes from the raw header (stable when the WCS is re-solved) and is
@@ -432,7 +432,7 @@ class Pipeline:
         frames_wcs = []
         for p in paths:
             header = fits.getheader(p)
-            frames_wcs.append((Frame(np.empty(0), np.empty(0), np.empty(0), header).wcs,
+            frames_wcs.append((WCS(header, relax=True),
                                header["NAXIS2"], header["NAXIS1"]))
         binning = int(str(fits.getheader(paths[0]).get("BINNING", "1x1")).split("x")[0])
         scale = self.instrument.pixel_scale * binning

@@ -6,7 +6,6 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Any
 
 from astropy.io import fits
 from astropy.time import Time
@@ -48,24 +47,25 @@ def read_header(instrument: InstrumentSettings, path: Path) -> fits.Header:
     astropy.io.fits.Header
         A new header; the file is opened read-only and never modified.
     """
-    kw = instrument.keywords
     with warnings.catch_warnings():
         # astropy only warns about a truncated file; for sorting that is an error
         warnings.simplefilter("error", AstropyUserWarning)
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # non-standard cards in real headers
-        return _read_header(kw, path)
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            return merged_header(instrument, hdul)
 
 
-def _read_header(kw: Any, path: Path) -> fits.Header:
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        header = hdul[kw.header_ext].header.copy()
-        for ext in (kw.merge_ext, kw.binning_ext):
-            if ext is not None and ext != kw.header_ext and ext < len(hdul):
-                for card in hdul[ext].header.cards:
-                    if card.keyword and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
-                        header[card.keyword] = card.value
-        n_extensions = sum(1 for _ in hdul) - 1
-        n_data = sum(1 for hdu in hdul if hdu.header.get("NAXIS", 0) >= 2)
+def merged_header(instrument: InstrumentSettings, hdul: fits.HDUList) -> fits.Header:
+    """The classification header of an open raw file (see :func:`read_header`)."""
+    kw = instrument.keywords
+    header = hdul[kw.header_ext].header.copy()
+    for ext in (kw.merge_ext, kw.binning_ext):
+        if ext is not None and ext != kw.header_ext and ext < len(hdul):
+            for card in hdul[ext].header.cards:
+                if card.keyword and card.keyword not in header and card.keyword not in ("COMMENT", "HISTORY"):
+                    header[card.keyword] = card.value
+    n_extensions = sum(1 for _ in hdul) - 1
+    n_data = sum(1 for hdu in hdul if hdu.header.get("NAXIS", 0) >= 2)
     header[N_EXTENSIONS_KEY] = n_extensions or int(n_data > 0)
     header[N_DATA_KEY] = n_data
     return header
