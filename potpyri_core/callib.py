@@ -82,8 +82,14 @@ class CalibrationLibrary:
         groups = self.groups(kind)
         users = [r for r in self.table if r["Type"] == "SCIENCE"
                  or (r["Type"] in ("DARK", "FLAT") and KIND_ORDER.index(r["Type"].lower()) > KIND_ORDER.index(kind))]
-        wanted = {self._keys(kind, r) for r in users}
-        return {name: rows for name, rows in groups.items() if self._keys(kind, rows[0]) in wanted}
+        needed = {name: rows for name, rows in groups.items() if self._keys(kind, rows[0]) in
+                  {self._keys(kind, r) for r in users}}
+        covered = {self._keys(kind, rows[0]) for rows in needed.values()}
+        for row in self.table[self.table["Type"] == "SCIENCE"]:
+            if self._keys(kind, row) not in covered:  # no frames at all: reported when building
+                needed.setdefault(self.group_name(kind, row) if self.rule(kind).exptime == "any"
+                                  else "_".join(self._keys(kind, row)), [])
+        return needed
 
     def match(self, kind: str, row: Any) -> Path:
         """The master of ``kind`` for the frame in file-table row ``row``.

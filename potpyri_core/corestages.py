@@ -305,7 +305,7 @@ def run_stack(p: Pipeline) -> None:
             resampled = p.map(resample_job, [(ctx, path, grid, shape) for path in paths], "resampling")
             out = p.hooks.potpyri_stack(instrument=p.instrument, frames=resampled, params=p.params.stack)
             del resampled
-            out.header = stack_header(p.instrument.name, grid, headers[0], group, headers)
+            out.header = stack_header(p.instrument, grid, headers[0], group, headers)
             out.name = targtype
             path = p.stack_path(group)
             prov = provenance_hdu(headers, p.instrument.model_dump(mode="json"), p.options.model_dump_json(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 
 class StepParams(BaseModel):
@@ -162,29 +162,26 @@ class Parameters(BaseModel):
     resample: ResampleParams = ResampleParams()
     stack: StackParams = StackParams()
     photometry: PhotometryParams = PhotometryParams()
+    plugin_steps: dict[str, SerializeAsAny[StepParams]] = {}
+    """Parameters of the steps that plugin stages add, by step name."""
 
     def step(self, name: str) -> StepParams:
-        """The parameters of one step by name."""
-        return getattr(self, name)
+        """The parameters of one step (core or plugin stage) by name."""
+        if name in self.plugin_steps:
+            return self.plugin_steps[name]
+        if name in CORE_STEPS:
+            return getattr(self, name)
+        raise KeyError(f"no step {name!r}; steps are {', '.join([*CORE_STEPS, *self.plugin_steps])}")
 
     def to_json(self) -> str:
-        """The resolved values as JSON (provenance)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """The resolved values of every step as JSON (provenance)."""
+        values = self.model_dump(mode="json", exclude={"plugin_steps"})
+        values.update({name: model.model_dump(mode="json") for name, model in self.plugin_steps.items()})
+        return json.dumps(values, sort_keys=True)
 
 
 class ParameterError(ValueError):
     """A parameter override names an unknown step or parameter, or has an invalid value."""
-
-
-def parameters_model(extra_steps: dict[str, type[StepParams]] | None = None) -> type[Parameters]:
-    """The :class:`Parameters` model extended with the steps of plugin stages."""
-    if not extra_steps:
-        return Parameters
-    clash = sorted(set(extra_steps) & set(CORE_STEPS))
-    if clash:
-        raise ParameterError(f"plugin stage parameters reuse core step names: {', '.join(clash)}")
-    fields: dict[str, Any] = {name: (model, model()) for name, model in extra_steps.items()}
-    return create_model("PluginParameters", __base__=Parameters, **fields)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -223,8 +220,11 @@ def resolve(layers: list[tuple[str, dict[str, dict[str, Any]]]],
     ParameterError
         One line naming the layer, the step and the parameter.
     """
-    model = parameters_model(extra_steps)
-    steps = {**CORE_STEPS, **(extra_steps or {})}
+    extra_steps = extra_steps or {}
+    clash = sorted(set(extra_steps) & set(CORE_STEPS))
+    if clash:
+        raise ParameterError(f"plugin stage parameters reuse core step names: {', '.join(clash)}")
+    steps = {**CORE_STEPS, **extra_steps}
     merged: dict[str, dict[str, Any]] = {}
     for where, layer in layers:
         for step, values in layer.items():
@@ -241,7 +241,9 @@ def resolve(layers: list[tuple[str, dict[str, dict[str, Any]]]],
                 except ValidationError as exc:
                     msg = exc.errors()[0]["msg"]
                     raise ParameterError(f"{where}: {step}.{name}={value!r}: {msg}") from None
-    return model.model_validate(merged)
+    core = {step: values for step, values in merged.items() if step in CORE_STEPS}
+    plugin = {step: model.model_validate(merged.get(step, {})) for step, model in extra_steps.items()}
+    return Parameters.model_validate({**core, "plugin_steps": plugin})
 
 
 def overrides_from_cli(texts: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:

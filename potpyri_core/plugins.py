@@ -154,8 +154,9 @@ class PluginManager:
             pm.register(defaults, name="potpyri-core")
             pm.register(builtin_catalogs, name="potpyri-core-catalogs")
             self._dists[str(id(defaults))] = ("potpyri-core", _dist_version("potpyri-core"))
-            for plugin in self.extra_plugins:
-                self._register(pm, plugin, getattr(plugin, "__name__", type(plugin).__name__), "dev")
+            for number, plugin in enumerate(self.extra_plugins):
+                name = getattr(plugin, "__name__", type(plugin).__name__)
+                self._register(pm, plugin, name if pm.get_plugin(name) is None else f"{name}#{number}", "dev")
             if self.use_entry_points:
                 for ep in entry_points(group=ENTRY_POINT_GROUP):
                     self._load_entry_point(pm, ep)

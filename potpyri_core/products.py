@@ -22,6 +22,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from potpyri_core import __version__
+from potpyri_core.settings import InstrumentSettings
 
 
 def atomic_write(hdul: fits.HDUList, path: Path) -> None:
@@ -55,13 +56,15 @@ def stack_path(red: Path, group: Table) -> Path:
     return red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits"
 
 
-def stack_header(instrument_name: str, out_header: fits.Header, first: fits.Header, group: Table,
+def stack_header(instrument: InstrumentSettings, out_header: fits.Header, first: fits.Header, group: Table,
                  frame_headers: list[fits.Header]) -> fits.Header:
     """Header of a stack: identity, grid WCS, units, exposure, astrometric dispersion."""
     header = fits.Header()
-    for key in ("INSTRUME", "OBJECT", "TELESCOP", "OBSERVAT"):
+    for key in ("INSTRUME", "OBJECT"):
         if key in first:
             header[key] = first[key]
+    header["TELESCOP"] = (str(first.get("TELESCOP", instrument.telescope)), "telescope")
+    header["OBSERVAT"] = (str(first.get("OBSERVAT", instrument.observatory)), "observatory")
     header["FILTER"] = (str(group[0]["Filter"]), "band")
     header.update(out_header)
     header["BUNIT"] = ("electron/s", "stack unit")
@@ -74,7 +77,7 @@ def stack_header(instrument_name: str, out_header: fits.Header, first: fits.Head
         if values:
             header[key] = (float(np.sqrt(np.mean(np.square(values)))), "RMS of per-frame astrometric residuals (\")")
     header["POTPYRI"] = (__version__, "potpyri-core version")
-    header["PIPEINST"] = (instrument_name, "instrument settings used")
+    header["PIPEINST"] = (instrument.name, "instrument settings used")
     return header
 
 
