@@ -26,15 +26,17 @@ from potpyri_core.params import (
 )
 from potpyri_core.pipeline import Pipeline, RunSummary
 from potpyri_core.plugins import PluginManager, instruments_hook
+from potpyri_core.products import atomic_write
 from potpyri_core.settings import InstrumentSettings, settings_from_package
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from potpyri_core.simulate.truthcheck import TruthCheck
 from potpyri_core.stagelist import Stage
 from potpyri_core.stages.calibrate import MissingCalibrationError
 
 __all__ = [
-    "NO_AMP", "MASK_BITS", "UNUSABLE", "AmpFacts", "AstrometryParams", "Bit", "CalibrationLibrary",
+    "MASK_BITS", "NO_AMP", "UNUSABLE", "AmpFacts", "AstrometryParams", "Bit", "CalibrationLibrary",
     "CalibrationParams", "Classification", "CosmicRayParams", "Frame", "InstrumentSettings",
     "MissingCalibrationError", "Parameters", "PhotometryParams", "Pipeline", "PluginManager", "ResampleParams",
-    "RunOptions", "RunSummary", "SatelliteParams", "SkyParams", "Stage", "StackParams", "StepParams", "hookimpl",
-    "instruments_hook", "settings_from_package", "simulate_instrument_night",
+    "RunOptions", "RunSummary", "SatelliteParams", "SkyParams", "StackParams", "Stage", "StepParams", "TruthCheck",
+    "atomic_write", "hookimpl", "instruments_hook", "settings_from_package", "simulate_instrument_night",
 ]

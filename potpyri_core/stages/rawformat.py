@@ -286,7 +286,7 @@ def _iso(mjd: float) -> tuple[str, str]:
 
 
 def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.random.Generator) -> fits.HDUList:
-    """Pack a simulated exposure into the instrument's raw multi-extension format.
+    """Pack a simulated exposure into the instrument's raw format (multi-extension or single-HDU).
 
     Parameters
     ----------
@@ -302,7 +302,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
     Returns
     -------
     astropy.io.fits.HDUList
-        Primary header (no data) plus one uint16 extension per amplifier.
+        Primary header (no data) plus one uint16 extension per amplifier; an amplifier with
+        ``hdu = 0`` puts its pixels (and its extension cards) in the primary HDU instead, as
+        single-HDU cameras write.
     """
     sim = instrument.simulation
     if sim is None:
@@ -345,8 +347,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
         raw = np.clip(np.round(raw), 0, min(instrument.detector.saturation_adu, 65535))
         h = fits.Header()
         h.update({k: v for k, v in sim.extension.items()})
-        h["EXTNAME"] = "SCI"
-        h["EXTVER"] = i + 1
+        if amp.hdu != 0:
+            h["EXTNAME"] = "SCI"
+            h["EXTVER"] = i + 1
         h[kw.binning[0] if kw.binning else "CCDSUM"] = bin_text
         if kw.gain:
             h[kw.gain] = amp.gain
@@ -362,6 +365,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
             wcs.wcs.crpix[0] -= place.mosaic_x.start - place.data_x.start
             wcs.wcs.crpix[1] -= place.mosaic_y.start - place.data_y.start
             h.update(wcs.to_header())
-        hdu = fits.ImageHDU(raw.astype(np.uint16), header=h)
-        hdus.append(hdu)
+        if amp.hdu == 0:
+            primary.update(h)
+            hdus[0] = fits.PrimaryHDU(raw.astype(np.uint16), header=primary)
+        else:
+            hdus.append(fits.ImageHDU(raw.astype(np.uint16), header=h))
     return fits.HDUList(hdus)
