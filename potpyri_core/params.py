@@ -179,17 +179,6 @@ class Parameters(BaseModel):
         values.update({name: model.model_dump(mode="json") for name, model in self.plugin_steps.items()})
         return json.dumps(values, sort_keys=True)
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # the model with plugin steps is built at run time, so it cannot be pickled by name:
-        # workers rebuild it from the plugin steps' (importable) models and the values
-        extra = {name: type(getattr(self, name)) for name in type(self).model_fields if name not in CORE_STEPS}
-        return _rebuild, (extra, self.model_dump())
-
-
-def _rebuild(extra_steps: dict[str, type[StepParams]], values: dict[str, Any]) -> Parameters:
-    """Unpickle :class:`Parameters` (see ``Parameters.__reduce__``)."""
-    return parameters_model(extra_steps).model_validate(values)
-
 
 class ParameterError(ValueError):
     """A parameter override names an unknown step or parameter, or has an invalid value."""

@@ -44,6 +44,7 @@ def test_invalid_values_name_the_layer_step_and_parameter(layer, message):
 
 def test_instrument_params_are_validated_when_the_plugin_loads():
     import potpyri_gemini
+
     from potpyri_core.settings import settings_from_package
 
     class Bad:

@@ -33,7 +33,7 @@ def test_every_settings_and_parameter_field_is_read():
             for name in model.model_fields:
                 pattern = re.compile(rf"\.{name}\b|[\"']{name}[\"']")
                 # methods of the settings models count as readers, their field declarations do not
-                methods = re.sub(rf"^\s+{name}:.*$", "", settings_code, flags=re.M)
+                methods = re.sub(rf"^\s+{name}:.*$", "", settings_code, flags=re.MULTILINE)
                 by_type = model is settings.FrameTyping and name.upper() in settings.FRAME_TYPES  # rules_in_order
                 if not (by_type or pattern.search(code) or pattern.search(methods)):
                     unused.append(f"{model.__name__}.{name}")
