@@ -26,13 +26,12 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from potpyri_core.catalogs.columns import GAIA_DR3_EPOCH, at_epoch
-from potpyri_core.catalogs.vizier import SERVER_ENV
 from potpyri_core.frames import Frame
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline, RunSummary
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
-from tests.support.fake_vizier import ENDPOINT, FakeVizier
+from tests.support.fake_vizier import ENDPOINT, SERVER_ENV, FakeVizier
 
 pytest.importorskip("potpyri_gemini")
 
