@@ -57,7 +57,7 @@ def list_sources() -> None:
     click.echo(f"site cache (${SITE_CACHE_ENV}): {site if site is not None else 'not set'}")
 
 
-@catalogs.command()
+@catalogs.command(context_settings={"ignore_unknown_options": True})  # a negative DEC is not an option
 @click.argument("ra", type=float)
 @click.argument("dec", type=float)
 @click.argument("radius", type=float)
