@@ -91,6 +91,8 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
 
     pm = PluginManager()
     settings = _instrument(pm, instrument)
+    if not kw["catalogs"]:
+        pm.catalog_sources()  # catalog problems (nothing installed, unknown names) are warned up front
     _warn_problems(pm)
     options = RunOptions(
         target=kw["target"], proc=kw["proc"], include_bad=kw["include_bad"], redo_sort=not kw["no_redo_sort"],

@@ -47,6 +47,17 @@ def test_fetch_without_the_catalog_plugin_says_what_to_install(venv):
     assert not (venv.root / "cache").exists()
 
 
+def test_reduce_without_the_catalog_plugin_warns_what_to_install(venv):
+    night = venv.root / "night"
+    night.mkdir()
+    result = venv.potpyri("reduce", "GMOS-N", str(night))
+    assert warning_lines(result.stderr) == [f"warning: {NO_SOURCES_HINT}"], result.stderr
+    given = venv.root / "gaia.ecsv"
+    given.write_text("# saved catalog\n")
+    result = venv.potpyri("reduce", "GMOS-N", str(night), "--catalog", str(given))
+    assert warning_lines(result.stderr) == []  # saved catalogs need no plugin
+
+
 def test_instruments_still_list_cleanly_without_catalogs(venv):
     result = venv.potpyri("instruments")
     assert result.returncode == 0 and warning_lines(result.stderr) == []
