@@ -1,4 +1,4 @@
-"""The ``potpyri`` command: reduce, sort, instruments, simulate."""
+"""The ``potpyri`` command: reduce, sort, instruments, simulate, catalogs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from potpyri_core import __version__
+from potpyri_core.cli_catalogs import catalogs
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.params import CORE_STEPS
 from potpyri_core.plugins import PluginManager, UnknownInstrumentError
@@ -107,6 +108,8 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
 
     pm = PluginManager()
     settings = _instrument(pm, instrument)
+    if not kw["catalogs"]:
+        pm.catalog_sources()  # catalog problems (nothing installed, unknown names) are warned up front
     _warn_problems(pm)
     try:
         layer = overrides_from_cli(_option_params(kw) + list(kw["params"]))
@@ -165,6 +168,8 @@ def simulate(instrument: str, outdir: Path, **kw) -> None:
     for key, value in paths.items():
         click.echo(f"  {key}: {value}")
 
+
+main.add_command(catalogs)
 
 if __name__ == "__main__":
     main()

@@ -70,7 +70,13 @@ def potpyri_instruments() -> list[dict[str, Any]]:
 def potpyri_catalog_sources() -> list[Any]:
     """Provide catalog sources: objects with ``name`` (str), ``bands`` (list of str) and
     ``query(center, radius_arcmin, band=None) -> Table`` returning the canonical columns of
-    :mod:`potpyri_core.catalogs.columns`.
+    :mod:`potpyri_core.catalogs.columns` (the ``potpyri-catalogs`` plugin's ``VizierSource``).
+
+    Optional: ``description`` (one line for ``potpyri catalogs list``), ``band_dependent``
+    (False when the answer is the same for every band: one cached answer serves all) and
+    ``cache_token`` (changes when the source's definition does). The core caches answers in
+    HEALPix tiles (:mod:`potpyri_core.catalogs.cache`). A name two plugins provide is a
+    problem line; the plugin registered first keeps it.
     """
 
 

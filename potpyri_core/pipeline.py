@@ -33,7 +33,8 @@ from astropy.wcs import WCS
 
 from potpyri_core import products
 from potpyri_core.callib import CalibrationLibrary
-from potpyri_core.catalogs.cache import CatalogCache, catalog_cache_dir
+from potpyri_core.catalogs.cache import reduction_cache
+from potpyri_core.catalogs.given import catalogs_for_run
 from potpyri_core.catalogs.local import LocalCatalog
 from potpyri_core.catalogs.online import FieldCatalogs
 from potpyri_core.corestages import CORE_STAGES, JobContext
@@ -188,10 +189,12 @@ class Pipeline:
         return products.stack_path(self.red, group)
 
     def reference_catalog(self) -> LocalCatalog | FieldCatalogs | None:
-        """Saved catalogs given with ``--catalog``, else the online sources around the field
-        (cached in ``red/catalogs``); None when no calibrated frame tells where the field is."""
-        if self.options.catalogs:
-            return LocalCatalog(list(self.options.catalogs))
+        """Saved catalogs given with ``--catalog`` (or remembered for a ``--stages`` re-run), else
+        the online sources around the field (cached in ``red/catalogs``); None when no
+        calibrated frame tells where the field is."""
+        saved = catalogs_for_run(self.data_path, self.options.catalogs, self.selected)
+        if saved:
+            return LocalCatalog(list(saved))
         paths = [self.workspace_path(r["File"]) for r in self.rows("SCIENCE")]
         paths = [p for p in paths if p.exists()]
         if not paths:
@@ -207,7 +210,7 @@ class Pipeline:
         dec = round(float(header["PNTDEC"]) / step) * step
         center = SkyCoord(ra, dec, unit="deg")
         radius = half_diagonal.arcmin * 1.2 + 0.5 + step * 60.0  # dithers, pointing errors, snapping
-        cache = CatalogCache(catalog_cache_dir(self.data_path))
+        cache = reduction_cache(self.data_path)
         return FieldCatalogs(self.plugins.catalog_sources(), cache, center, radius, self.instrument.zeropoint)
 
     # -------------------------------------------------------------- running

@@ -130,6 +130,7 @@ class PluginManager:
     problems: list[str] = field(default_factory=list)
     _pm: pluggy.PluginManager | None = None
     _instruments: dict[str, InstrumentEntry] | None = None
+    _sources: dict[str, Any] | None = None
     _dists: dict[str, tuple[str, str]] = field(default_factory=dict)
     _provides: dict[str, set[str]] = field(default_factory=dict)
     _instrument_hooks: dict[str, Any] = field(default_factory=dict)
@@ -147,12 +148,10 @@ class PluginManager:
     def _manager(self) -> pluggy.PluginManager:
         if self._pm is None:
             from potpyri_core import defaults
-            from potpyri_core.catalogs import builtin as builtin_catalogs
 
             pm = pluggy.PluginManager("potpyri")
             pm.add_hookspecs(hookspecs)
             pm.register(defaults, name="potpyri-core")
-            pm.register(builtin_catalogs, name="potpyri-core-catalogs")
             self._dists[str(id(defaults))] = ("potpyri-core", _dist_version("potpyri-core"))
             for number, plugin in enumerate(self.extra_plugins):
                 name = getattr(plugin, "__name__", type(plugin).__name__)
@@ -297,12 +296,16 @@ class PluginManager:
 
     # ------------------------------------------------------------------ catalogs
     def catalog_sources(self) -> dict[str, Any]:
-        """Return all catalog sources by lower-case name."""
-        sources: dict[str, Any] = {}
-        for result in self.hook.potpyri_catalog_sources():
-            for source in result or []:
-                sources[source.name.lower()] = source
-        return sources
+        """Return all catalog sources by lower-case name; a name provided twice, and a catalog
+        name in the instrument settings that no source provides, are lines in ``problems``."""
+        if self._sources is None:
+            from potpyri_core.catalogs.registry import check_instrument_catalogs, collect_sources
+
+            answers = [(self._dists.get(str(id(impl.plugin)), (impl.plugin_name, "?"))[0], impl.function)
+                       for impl in self._manager().hook.potpyri_catalog_sources.get_hookimpls()]
+            self._sources, problems = collect_sources(answers)
+            self.problems += problems + check_instrument_catalogs(self.instruments(), self._sources)
+        return self._sources
 
 
 def _dist_version(name: str) -> str:
