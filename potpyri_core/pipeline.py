@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from potpyri_core.params import Parameters, resolve
 from potpyri_core.plugins import InstrumentHooks, PluginManager
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage, ordered
+from potpyri_core.workers import process_pool
 
 log = logging.getLogger("potpyri")
 
@@ -162,7 +163,7 @@ class Pipeline:
                 if what:
                     log.info("%s %d/%d done", what, i + 1, len(jobs))
             return results
-        with ProcessPoolExecutor(max_workers=min(self.options.proc, len(jobs))) as pool:
+        with process_pool(min(self.options.proc, len(jobs))) as pool:
             futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
