@@ -48,6 +48,8 @@ from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.plugins import PluginManager, process_plugins
+from potpyri_core.rawio import open_raw
+from potpyri_core.safenames import ensure_inside
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stages import photometry, psfphot, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
@@ -116,7 +118,7 @@ def md5sum(path: Path) -> str:
 # ----------------------------------------------------------------------------- workers
 def load_raw(instrument: InstrumentSettings, path: Path, exptime: float) -> Frame:
     """Assemble a raw file (through the plugins' ``potpyri_assemble``)."""
-    with fits.open(path, memmap=False) as hdul:
+    with open_raw(path) as hdul:  # decompressed once, CRC and truncation checked
         frame = process_plugins().hook.potpyri_assemble(instrument=instrument, hdul=hdul, path=path)
     frame.meta["exptime"] = exptime
     return frame
@@ -249,7 +251,7 @@ class Pipeline:
 
     def master_path(self, kind: str, group: str) -> Path:
         """Path of a master calibration file (POTPyRI layout ``red/cals/m<kind>_<group>.fits``)."""
-        return self.cals / f"m{kind}_{group}.fits"
+        return ensure_inside(self.cals / f"m{kind}_{group}.fits", self.red)
 
     def _cal_group(self, kind: str, row: Any) -> str:
         if kind == "bias":
@@ -263,7 +265,8 @@ class Pipeline:
         row = group[0]
         date = Time(float(np.nanmin(group["Time"])), format="mjd").strftime("%y%m%d") if np.isfinite(
             np.nanmin(group["Time"])) else "unknown"
-        return self.red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits"
+        return ensure_inside(self.red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits",
+                             self.red)
 
     # -------------------------------------------------------------- stages
     def run(self) -> RunSummary:
@@ -369,7 +372,7 @@ class Pipeline:
     def workspace_path(self, raw_name: str) -> Path:
         """Per-frame product in ``red/workspace``."""
         stem = raw_name.split(".fits")[0].split(".fit")[0]
-        return self.work / f"{stem}_red.fits"
+        return ensure_inside(self.work / f"{stem}_red.fits", self.red)
 
     def stage_frames(self) -> None:
         """Calibrate, mask and sky-subtract every science frame (in parallel)."""
