@@ -79,12 +79,12 @@ def _classify_one(args: tuple[InstrumentSettings, Path]) -> tuple[Classification
         return _bad(path.name, str(exc)), None
     except Exception as exc:  # unreadable for another reason: a BAD row, never a crash
         return _bad(path.name, f"{path.name}: unreadable FITS file: {type(exc).__name__}: {exc}"), None
+    if header.get(N_DATA_KEY, 1) == 0:
+        return _bad(path.name, f"{path.name}: truncated/no data: headers only, no image data"), None
     try:
         result = hook.potpyri_classify(instrument=instrument, header=header, path=path)
     except Exception as exc:  # a plugin's classifier failing on one file never stops the sort
         return _bad(path.name, f"{path.name}: classification failed: {type(exc).__name__}: {exc}"), None
-    if header.get(N_DATA_KEY, 1) == 0 and result.type != "BAD":
-        result.type, result.reason = "BAD", f"{path.name}: truncated/no data: headers only, no image data"
     return result, header.get(FINGERPRINT_KEY)
 
 

@@ -27,17 +27,24 @@ from astropy.table import MaskedColumn, Table
 COLUMNS = ["File", "Target", "TargType", "Filter", "Amp", "Binning", "Exp", "Type", "CalType", "Time", "Reason"]
 FLOAT_COLUMNS = ("Exp", "Time")
 NOTE = ("potpyri file list: one row per raw file. Edit Type (SCIENCE, FLAT, BIAS, DARK, SPEC, BAD) and rerun"
-        " with --no-redo-sort. Text values are quoted; \\xNN is a control character or an edge blank, \\\\ a"
-        " backslash.")
+        " with --no-redo-sort. Text values are quoted; \\xNN, \\uNNNN are control characters or edge blanks, \\\\"
+        " a backslash.")
 
-_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]|^ +| +$")
-_UNESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
+_ESCAPE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\\\]|^ +| +$")
+r"""Characters an ECSV reader would not give back: controls (C0, C1; Python also splits lines
+at \x1c-\x1e, \x85, \u2028, \u2029), surrogates (undecodable bytes of a file name), the
+backslash itself, blanks at either end."""
+_UNESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
+
+
+def _escape_one(c: str) -> str:
+    return "\\\\" if c == "\\" else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
 
 
 def escape(text: str) -> str:
     """Escape what an ECSV reader would not give back: control characters, backslashes and
     blanks at the start or end."""
-    return _ESCAPE.sub(lambda m: "\\\\" if m.group() == "\\" else "".join(f"\\x{ord(c):02x}" for c in m.group()), text)
+    return _ESCAPE.sub(lambda m: "".join(_escape_one(c) for c in m.group()), text)
 
 
 def unescape(text: str) -> str:

@@ -282,7 +282,12 @@ def read_headers(path: Path) -> RawHeaders:
     opener = {"gzip": gzip.open, "bzip2": bz2.open, "none": open}[kind]
     try:
         with opener(path, "rb") as stream:
-            hdus, fingerprint = scan(stream, path.name, seekable=kind == "none")
+            try:
+                hdus, fingerprint = scan(stream, path.name, seekable=kind == "none")
+            except RawReadError:
+                if kind != "none":  # damaged compressed data decode to garbage before the CRC is checked
+                    _skip(stream, 1 << 62, seekable=False)
+                raise
             if kind != "none":
                 _skip(stream, 1 << 62, seekable=False)  # to the end: the checksum is checked there
     except RawReadError:
