@@ -124,7 +124,7 @@ def mark_duplicates(data_path: Path, rows: list[tuple[Classification, str | None
     Duplicates share a name stem (``X.fits`` and ``X.fits.gz`` would write the same
     products) or their decompressed content (checked with :func:`~potpyri_core.rawio.content_digest`
     for files whose header fingerprints agree). Files already BAD are left as they are.
-    The kept file is the shortest name (then the first in order).
+    The kept file has the shortest name stem (then comes first in name order).
 
     Parameters
     ----------
@@ -158,7 +158,7 @@ def mark_duplicates(data_path: Path, rows: list[tuple[Classification, str | None
         members = [c for c in members if c.type != "BAD"]
         if len(members) < 2:
             continue
-        keep, *others = sorted(members, key=lambda c: (len(c.file), c.file))
+        keep, *others = sorted(members, key=lambda c: (len(name_stem(c.file)), c.file))
         why = "identical content" if how == "content" else "same name stem: their products would collide"
         for c in others:
             c.type, c.reason = "BAD", f"{c.file}: duplicate of {keep.file} ({why}); only {keep.file} is used"

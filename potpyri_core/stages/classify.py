@@ -206,9 +206,9 @@ def observation_mjd(instrument: InstrumentSettings, header: Mapping[str, Any], p
     return math.nan
 
 
-def binning(instrument: InstrumentSettings, header: Mapping[str, Any], path: Path) -> str:
+def binning(instrument: InstrumentSettings, header: Mapping[str, Any], path: Path | None = None) -> str:
     """Return the binning as ``"NxM"``; ``"1x1"`` only for instruments that name no binning
-    keyword.
+    keyword. ``path`` names the file in messages (assembly calls this without one).
 
     Raises
     ------
@@ -218,10 +218,11 @@ def binning(instrument: InstrumentSettings, header: Mapping[str, Any], path: Pat
     keys = instrument.keywords.binning
     if not keys:
         return "1x1"
-    found = hv.first_value(header, keys, path.name)
+    name = path.name if path is not None else "header"
+    found = hv.first_value(header, keys, name)
     if found is None:
-        raise _missing(path, keys, "binning (not assumed 1x1)")
-    return hv.binning(found[1], found[0], path.name)
+        raise HeaderValueError.missing(name, keys, "binning (not assumed 1x1)")
+    return hv.binning(found[1], found[0], name)
 
 
 def amplifiers(instrument: InstrumentSettings, header: Mapping[str, Any], path: Path) -> str:
