@@ -35,7 +35,7 @@ def test_override_applies_to_its_instrument_and_default_to_the_others():
     import potpyri_gemini
 
     pm = PluginManager(extra_plugins=[potpyri_gemini, _override_module()], use_entry_points=False)
-    header = fits.Header({"INSTRUME": "GMOS-N", "OBJECT": "M1", "OBSTYPE": "BIAS", "EXPTIME": 0.0})
+    header = fits.Header({"INSTRUME": "GMOS-N", "OBJECT": "M1", "OBSTYPE": "BIAS", "EXPTIME": 0.0, "CCDSUM": "2 2"})
     south = pm.hook.potpyri_classify(instrument=pm.instrument("GMOS-S"), header=header, path=Path("a.fits"))
     north = pm.hook.potpyri_classify(instrument=pm.instrument("GMOS-N"), header=header, path=Path("a.fits"))
     assert south.target == "override"
