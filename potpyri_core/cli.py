@@ -157,6 +157,8 @@ def _option_params(kw: dict) -> list[str]:
 @click.option("--band", default="r", show_default=True)
 @click.option("--exptime", default=120.0, show_default=True, help="Science exposure (s).")
 @click.option("--fwhm", default=0.8, show_default=True, help="Seeing FWHM (arcsec).")
+@click.option("--compression", type=click.Choice(["none", "gz", "bz2"]), default=None,
+              help="Raw-file compression [default: as the instrument's archive delivers].")
 def simulate(instrument: str, outdir: Path, **kw) -> None:
     """Simulate a raw night of INSTRUMENT in OUTDIR, with its truth and reference catalogs."""
     from potpyri_core.simulate.instrument_night import simulate_instrument_night

@@ -29,6 +29,7 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.params import Parameters
 from potpyri_core.plugins import InstrumentHooks, PluginSpec, plugins_for
 from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_header
+from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
 from potpyri_core.stages import photometry, psfphot, resample
@@ -72,7 +73,7 @@ class JobContext:
 
 def load_raw(ctx: JobContext, path: Path, exptime: float) -> Frame:
     """Assemble a raw file through ``potpyri_assemble``."""
-    with fits.open(path, memmap=False) as hdul:
+    with open_raw(path) as hdul:
         frame = ctx.hooks.potpyri_assemble(instrument=ctx.instrument, hdul=hdul, path=path)
     frame.meta["exptime"] = exptime
     return frame
