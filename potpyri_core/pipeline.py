@@ -19,6 +19,7 @@ failing frame or target is logged and reported in the summary; the others go on.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from potpyri_core.corestages import CORE_STAGES, JobContext
 from potpyri_core.options import RunOptions
 from potpyri_core.params import Parameters, resolve
 from potpyri_core.plugins import InstrumentHooks, PluginManager
+from potpyri_core.runlock import RunLock, remove_stale_temporaries
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage, ordered
 from potpyri_core.workers import process_pool
@@ -91,6 +93,10 @@ def stage_list(hooks: InstrumentHooks) -> list[Stage]:
     return ordered(CORE_STAGES, extra)
 
 
+class ProductsNotWritableError(OSError):
+    """``DATA_PATH/red`` cannot be created or written."""
+
+
 class Pipeline:
     """Reduce one night of one instrument.
 
@@ -135,6 +141,8 @@ class Pipeline:
         self.summary = RunSummary()
         self.table: Table | None = None
         self.stage: Stage = self.stages[0]
+        self.made: set[Path] = set()
+        """Masters written by this run (others come from an earlier run: named in the summary)."""
 
     # -------------------------------------------------------------- what stages use
     @property
@@ -216,8 +224,32 @@ class Pipeline:
 
     # -------------------------------------------------------------- running
     def run(self) -> RunSummary:
-        """Run the selected stages in order and return the summary."""
-        self.red.mkdir(parents=True, exist_ok=True)
+        """Run the selected stages in order and return the summary.
+
+        Raises
+        ------
+        ProductsNotWritableError
+            When ``DATA_PATH/red`` cannot be created or written.
+        DirectoryBusyError
+            When another reduction holds the directory's lock.
+        """
+        try:
+            self.red.mkdir(parents=True, exist_ok=True)
+            probe = self.red / f".write-test.{os.getpid()}.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ProductsNotWritableError(
+                f"{self.red}: cannot write the products ({exc.strerror or exc}); the raw files are only read,"
+                f" so copy or link them into a writable folder and reduce that") from None
+        with RunLock(self.red):
+            removed = remove_stale_temporaries(self.red)
+            if removed:
+                log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+            self._run_stages()
+        return self.summary
+
+    def _run_stages(self) -> None:
         for stage in self.stages:
             if stage.name not in self.selected and not (stage.name == "sort" and self.table is None):
                 continue
@@ -231,7 +263,6 @@ class Pipeline:
             self.summary.stage_seconds[stage.name] = time.perf_counter() - start
             if stage.name == "sort" and not np.any(self.table["Type"] == "SCIENCE"):
                 break  # reported by the sort stage; nothing else can run
-        return self.summary
 
 
 def setup_logging(red: Path, instrument: str) -> Path:

@@ -31,8 +31,11 @@ def atomic_write(hdul: fits.HDUList, path: Path) -> None:
     """Write FITS to a temporary name and rename, so a good file is never half-replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    hdul.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    try:
+        hdul.writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no partial file
 
 
 def md5sum(path: Path) -> str:

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from potpyri_core.corestages import JobContext, load_raw
 from potpyri_core.filelist import sort_night
-from potpyri_core.pipeline import load_raw
+from potpyri_core.params import Parameters
+from potpyri_core.plugins import PluginSpec
 from potpyri_core.rawio import RawReadError, content_digest, open_raw, read_headers
 from tests.reliability.rawfiles import bad_crc, frame_bytes, gmos, write
 
@@ -34,7 +36,7 @@ def test_bad_gzip_crc_is_rejected_like_gzip_t(instrument, tmp_path):
     table = sort_night(instrument, tmp_path)
     assert table["Type"][0] == "BAD" and "gzip CRC check failed" in table["Reason"][0]
     with pytest.raises(RawReadError, match="CRC"):
-        load_raw(instrument, path, 60.0)
+        load_raw(JobContext(instrument, Parameters(), PluginSpec()), path, 60.0)
 
 
 def test_corrupt_bzip2_is_rejected(instrument, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from astropy.table import Table
 
+from potpyri_core.callib import CalibrationLibrary
 from potpyri_core.filelist import sort_night
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
@@ -51,7 +52,8 @@ def test_filter_with_path_traversal_stays_inside_red(tmp_path):
     assert (row["Type"], row["Filter"], row["Target"]) == ("SCIENCE", "r_._._._x", "SN_2024")
     pipeline = Pipeline(instrument, tmp_path, RunOptions())
     red = (tmp_path / "red").resolve()
-    for path in (pipeline.master_path("flat", f"{row['Filter']}_12_2x2"), pipeline.stack_path(table),
+    library = CalibrationLibrary(instrument, table, pipeline.cals)
+    for path in (library.master_path("flat", f"{row['Filter']}_12_2x2"), pipeline.stack_path(table),
                  pipeline.workspace_path(row["File"])):
         assert path.resolve().is_relative_to(red)
 
@@ -62,4 +64,4 @@ def test_hand_edited_file_list_cannot_lead_outside_red(tmp_path):
     with pytest.raises(UnsafePathError, match="outside"):
         pipeline.stack_path(edited)
     with pytest.raises(UnsafePathError):
-        pipeline.master_path("flat", "x/../../../../r_12_2x2")
+        CalibrationLibrary(gmos(), edited, pipeline.cals).master_path("flat", "x/../../../../r_12_2x2")
