@@ -112,11 +112,16 @@ def run_sort(p: Pipeline) -> None:
                        plugins=p.plugins.spec)
     p.table = select(table, opts.include_bad, opts.target)
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
+    if not opts.include_bad:
+        for row in table[table["Type"] == "BAD"]:
+            p.record(str(row["File"]), False, 0.0, f"BAD, not reduced: {row['Reason']}")
     science = int(np.sum(p.table["Type"] == "SCIENCE"))
     if science == 0:
         wanted = f" of target {opts.target}" if opts.target else ""
+        targets = sorted(set(table[table["Type"] == "SCIENCE"]["Target"]))
+        present = f"; targets present: {', '.join(targets)}" if opts.target and targets else ""
         p.record(opts.file_list_name, False, time.perf_counter() - start,
-                 f"no SCIENCE frames{wanted} of {p.instrument.name} in {p.data_path} ({counts});"
+                 f"no SCIENCE frames{wanted} of {p.instrument.name} in {p.data_path} ({counts}){present};"
                  f" see the Type and Reason columns of {opts.file_list_name}")
         return
     p.record(opts.file_list_name, True, time.perf_counter() - start, counts)

@@ -275,7 +275,7 @@ def setup_logging(red: Path, instrument: str) -> Path:
     logger.setLevel(logging.DEBUG)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    file_handler = logging.FileHandler(path)
+    file_handler = logging.FileHandler(path, delay=True)  # no empty log when nothing happens
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     file_handler.setLevel(logging.DEBUG)
     stream = logging.StreamHandler()
