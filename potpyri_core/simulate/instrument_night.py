@@ -66,7 +66,7 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
 def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int = 2,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8, window: tuple[int, int] | None = None,
+    fwhm: float = 0.8, window: tuple[int, int] | None = None, dec: float = 2.2,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -78,6 +78,8 @@ def simulate_instrument_night(
         Must have a ``simulation`` section.
     outdir : Path
         Output folder (raw files, ``truth/``, reference catalogs).
+    dec : float
+        Declination of the field (deg).
     window : tuple of int, optional
         Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does;
         needs ``simulation.geometry``.
@@ -96,7 +98,7 @@ def simulate_instrument_night(
             update={"geometry": geometry.windowed(instrument.simulation.geometry, window)})
         instrument = instrument.model_copy(update={"simulation": sim})
     cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, n_flats=n_flats, n_bias=n_bias,
-                       band=band, exptime=exptime, fwhm_arcsec=fwhm)
+                       band=band, exptime=exptime, fwhm_arcsec=fwhm, dec=dec)
     sim = instrument.simulation
     counters: dict[str, int] = {}
 
