@@ -11,13 +11,17 @@ Usage::
 
     python benchmarks/bench_sort.py [--n 500] [--repeat 3] [--templates DIR]
 
-Prints one row per variant (plain / gzip, workers 1 / 2): best and median seconds of
-``sort_night`` over the repeats, files per second, and whether the 10 s target is met.
+Prints one row per variant (plain / gzip / bzip2, workers 1 / 2): best and median seconds of
+``sort_night`` over the repeats, files per second, and whether the 10 s target is met. Then,
+for one full-size GMOS-N 2x2 science frame written as the archive does (``.fits.bz2``, 12
+extensions), the seconds to open and assemble it with astropy's lazy ``fits.open`` (the read
+path before) and with ``potpyri_core.rawio.open_raw`` (decompressed once, CRC checked).
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
 import gzip
 import statistics
 import tempfile
@@ -61,7 +65,7 @@ def frame_bytes(phu: fits.Header, ext: fits.Header, kind: int, number: int) -> b
     return buf.getvalue()
 
 
-def write_night(folder: Path, n: int, templates: Path, gzipped: bool) -> int:
+def write_night(folder: Path, n: int, templates: Path, compression: str) -> int:
     """Write ``n`` frames into ``folder``; return the bytes written."""
     phu = fits.Header.fromtextfile(templates / "gmos-n_phu.hdr")
     ext = fits.Header.fromtextfile(templates / "gmos-n_ext.hdr")
@@ -71,8 +75,10 @@ def write_night(folder: Path, n: int, templates: Path, gzipped: bool) -> int:
     for i in range(n):
         data = frame_bytes(phu, ext, MIX[i % len(MIX)], i)
         name = f"N20240410S{i + 1:04d}.fits"
-        if gzipped:
+        if compression == "gzip":
             data, name = gzip.compress(data, compresslevel=6), name + ".gz"
+        elif compression == "bzip2":
+            data, name = bz2.compress(data, compresslevel=9), name + ".bz2"
         (folder / name).write_bytes(data)
         total += len(data)
     return total
@@ -94,16 +100,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="files per night")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per variant")
     parser.add_argument("--templates", type=Path, default=TEMPLATES, help="folder with gmos-n_phu.hdr, gmos-n_ext.hdr")
+    parser.add_argument("--skip-open", action="store_true", help="skip the open+assemble timing")
     args = parser.parse_args()
 
     instrument = PluginManager().instrument("GMOS-N")
     rows = []
     with tempfile.TemporaryDirectory(prefix="potpyri-bench-sort-") as tmp:
-        for variant, gzipped in (("plain", False), ("gzip", True)):
+        for variant in ("plain", "gzip", "bzip2"):
             folder = Path(tmp) / variant
             folder.mkdir()
             t0 = time.perf_counter()
-            size = write_night(folder, args.n, args.templates, gzipped)
+            size = write_night(folder, args.n, args.templates, variant)
             print(f"wrote {args.n} {variant} files ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
             for workers in (1, 2):
                 times, counts = time_sort(instrument, folder, workers, args.repeat)
@@ -118,6 +125,43 @@ def main() -> None:
     for variant, workers, best, median in rows:
         ok = "yes" if median < TARGET_SECONDS else "NO"
         print(f"{variant:<8}{workers:>8}{best:>9.2f}{median:>10.2f}{args.n / median:>10.0f}  {ok}")
+    if not args.skip_open:
+        time_open_assemble(instrument, args.repeat)
+
+
+def time_open_assemble(instrument, repeat: int) -> None:
+    """Seconds to open and assemble one GMOS-N 2x2 ``.fits.bz2`` frame, before and after."""
+    from astropy.io import fits
+
+    from potpyri_core.corestages import JobContext, load_raw
+    from potpyri_core.params import Parameters
+    from potpyri_core.simulate.instrument_night import simulate_instrument_night
+
+    with tempfile.TemporaryDirectory(prefix="potpyri-bench-open-") as tmp:
+        paths = simulate_instrument_night(PluginManager(), instrument, Path(tmp), binning=2, n_science=1, n_flats=0,
+                                          n_bias=0, compression="bz2")
+        path = paths["raw"][0]
+        pm = PluginManager()
+        ctx = JobContext(instrument, Parameters(), pm.spec)
+        hook = pm.for_instrument(instrument.name)
+
+        def before() -> None:
+            with fits.open(path, memmap=False) as hdul:
+                hook.potpyri_assemble(instrument=instrument, hdul=hdul, path=path)
+
+        rows = []
+        for name, func in (("astropy fits.open (before)", before),
+                           ("rawio.open_raw (after)", lambda: load_raw(ctx, path, 120.0))):
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                func()
+                times.append(time.perf_counter() - t0)
+            rows.append((name, min(times), statistics.median(times)))
+    print()
+    print(f"open + assemble one GMOS-N 2x2 .fits.bz2 frame (12 extensions), best/median of {repeat}")
+    for name, best, median in rows:
+        print(f"{name:<28}{best:>8.2f} s{median:>8.2f} s")
 
 
 if __name__ == "__main__":

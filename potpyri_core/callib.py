@@ -15,6 +15,7 @@ from typing import Any
 
 from astropy.table import Table
 
+from potpyri_core.safenames import ensure_inside
 from potpyri_core.settings import CalibrationRule, InstrumentSettings
 from potpyri_core.stages.calibrate import MissingCalibrationError
 
@@ -62,7 +63,7 @@ class CalibrationLibrary:
 
     def master_path(self, kind: str, group: str) -> Path:
         """Path of a master (POTPyRI layout ``red/cals/m<kind>_<group>.fits``)."""
-        return self.cals_dir / f"m{kind}_{group}.fits"
+        return ensure_inside(self.cals_dir / f"m{kind}_{group}.fits", self.cals_dir)
 
     def groups(self, kind: str) -> dict[str, list[Any]]:
         """Calibration frames of ``kind`` by group name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -14,11 +15,21 @@ from potpyri_core.params import CORE_STEPS
 from potpyri_core.plugins import PluginManager, UnknownInstrumentError
 
 
-def _instrument(pm: PluginManager, name: str):
+def _fail(message: str) -> None:
+    """One line on stderr and exit code 2: a user's mistake or an unusable input, no traceback."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _instrument(pm: PluginManager, name: str, data_path: Path | None = None):
     try:
-        return pm.instrument(name)
+        return pm.instrument(name, data_path)
     except UnknownInstrumentError as exc:
-        raise click.UsageError(str(exc)) from exc
+        _fail(str(exc))
+
+
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError)
+"""Exceptions that mean the input or the folder is wrong, reported in one line."""
 
 
 def _warn_problems(pm: PluginManager) -> None:
@@ -58,9 +69,12 @@ def sort(instrument: str, data_path: Path, file_list_name: str, proc: int) -> No
     from potpyri_core.filelist import sort_night
 
     pm = PluginManager()
-    settings = _instrument(pm, instrument)
+    settings = _instrument(pm, instrument, data_path)
     _warn_problems(pm)
-    table = sort_night(settings, data_path, file_list_name, redo=True, workers=proc, plugins=pm.spec)
+    try:
+        table = sort_night(settings, data_path, file_list_name, redo=True, workers=proc, plugins=pm.spec)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
     for kind in sorted(set(table["Type"])):
         click.echo(f"{kind:<8}{int((table['Type'] == kind).sum())}")
     click.echo(f"wrote {data_path / file_list_name}")
@@ -104,17 +118,18 @@ def _param_default(step: str, name: str) -> str:
 def reduce(instrument: str, data_path: Path, **kw) -> None:
     """Reduce the night in DATA_PATH taken with INSTRUMENT (products in DATA_PATH/red)."""
     from potpyri_core.params import ParameterError, overrides_from_cli
-    from potpyri_core.pipeline import Pipeline, setup_logging
+    from potpyri_core.pipeline import Pipeline, ProductsNotWritableError, setup_logging
+    from potpyri_core.runlock import DirectoryBusyError
 
     pm = PluginManager()
-    settings = _instrument(pm, instrument)
+    settings = _instrument(pm, instrument, data_path)
     if not kw["catalogs"]:
         pm.catalog_sources()  # catalog problems (nothing installed, unknown names) are warned up front
     _warn_problems(pm)
     try:
         layer = overrides_from_cli(_option_params(kw) + list(kw["params"]))
     except ParameterError as exc:
-        raise click.UsageError(str(exc)) from exc
+        _fail(str(exc))
     given = {
         "target": kw["target"], "proc": kw["proc"], "file_list_name": kw["file_list_name"],
         "fieldcenter": kw["fieldcenter"] or None, "out_size": kw["out_size"], "stages": tuple(kw["stages"]) or None,
@@ -127,9 +142,13 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
     try:
         pipeline = Pipeline(settings, data_path, options, pm)
     except (ParameterError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    log_path = setup_logging(data_path / "red", settings.name)
-    summary = pipeline.run()
+        _fail(str(exc))
+    try:
+        log_path = setup_logging(data_path / "red", settings.name)
+        summary = pipeline.run()
+    except (ProductsNotWritableError, DirectoryBusyError, *USER_ERRORS) as exc:
+        logging.getLogger("potpyri").debug("stopped", exc_info=True)
+        _fail(str(exc))
     click.echo(summary.table())
     for path in summary.stacks:
         click.echo(f"stack: {path}")
@@ -157,16 +176,24 @@ def _option_params(kw: dict) -> list[str]:
 @click.option("--band", default="r", show_default=True)
 @click.option("--exptime", default=120.0, show_default=True, help="Science exposure (s).")
 @click.option("--fwhm", default=0.8, show_default=True, help="Seeing FWHM (arcsec).")
+@click.option("--compression", type=click.Choice(["none", "gz", "bz2"]), default=None,
+              help="Raw-file compression [default: as the instrument's archive delivers].")
 def simulate(instrument: str, outdir: Path, **kw) -> None:
     """Simulate a raw night of INSTRUMENT in OUTDIR, with its truth and reference catalogs."""
     from potpyri_core.simulate.instrument_night import simulate_instrument_night
 
     pm = PluginManager()
     settings = _instrument(pm, instrument)
+    if settings.simulation is None:
+        _fail(f"{settings.name} cannot be simulated yet: its settings have no [simulation] section"
+              f" (instruments that can: {', '.join(sorted(e.settings.name for e in pm.instruments().values() if e.settings.simulation))})")
     paths = simulate_instrument_night(pm, settings, outdir, **kw)
     click.echo(f"simulated {settings.name} night in {outdir}")
     for key, value in paths.items():
-        click.echo(f"  {key}: {value}")
+        if isinstance(value, list):
+            click.echo(f"  {key}: {len(value)} files" + (f" ({value[0].name} ...)" if value else ""))
+        else:
+            click.echo(f"  {key}: {value}")
 
 
 main.add_command(catalogs)

@@ -29,6 +29,7 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.params import Parameters
 from potpyri_core.plugins import InstrumentHooks, PluginSpec, plugins_for
 from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_header
+from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
 from potpyri_core.stages import photometry, psfphot, resample
@@ -41,6 +42,10 @@ log = logging.getLogger("potpyri")
 
 PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
+
+STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
+                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT")
+"""Stack header cards the photometry stage writes: removed before it measures again."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class JobContext:
 
 def load_raw(ctx: JobContext, path: Path, exptime: float) -> Frame:
     """Assemble a raw file through ``potpyri_assemble``."""
-    with fits.open(path, memmap=False) as hdul:
+    with open_raw(path) as hdul:
         frame = ctx.hooks.potpyri_assemble(instrument=ctx.instrument, hdul=hdul, path=path)
     frame.meta["exptime"] = exptime
     return frame
@@ -107,11 +112,16 @@ def run_sort(p: Pipeline) -> None:
                        plugins=p.plugins.spec)
     p.table = select(table, opts.include_bad, opts.target)
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
+    if not opts.include_bad:
+        for row in table[table["Type"] == "BAD"]:
+            p.record(str(row["File"]), False, 0.0, f"BAD, not reduced: {row['Reason']}")
     science = int(np.sum(p.table["Type"] == "SCIENCE"))
     if science == 0:
         wanted = f" of target {opts.target}" if opts.target else ""
+        targets = sorted(set(table[table["Type"] == "SCIENCE"]["Target"]))
+        present = f"; targets present: {', '.join(targets)}" if opts.target and targets else ""
         p.record(opts.file_list_name, False, time.perf_counter() - start,
-                 f"no SCIENCE frames{wanted} of {p.instrument.name} in {p.data_path} ({counts});"
+                 f"no SCIENCE frames{wanted} of {p.instrument.name} in {p.data_path} ({counts}){present};"
                  f" see the Type and Reason columns of {opts.file_list_name}")
         return
     p.record(opts.file_list_name, True, time.perf_counter() - start, counts)
@@ -127,11 +137,15 @@ def run_calibrations(p: Pipeline) -> None:
             item = f"m{kind}_{group}"
             try:
                 ctx = p.job_context()
-                frames = []
+                frames, notes = [], set()
                 for row in rows:
                     frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
                     earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
-                    masters = {k: Frame.from_file(path) for k, path in _available(lib, row, earlier).items()}
+                    found = _available(lib, row, earlier)
+                    missing = sorted(set(earlier) - set(found))
+                    if missing:
+                        notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
+                    masters = {k: Frame.from_file(path) for k, path in found.items()}
                     if masters:
                         frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
                                                                      masters=masters, params=p.params.calibration)
@@ -141,10 +155,14 @@ def run_calibrations(p: Pipeline) -> None:
                                                              group=group, params=p.params.calibration)
                 for i, row in enumerate(rows):
                     master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
+                master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
                 if kind == "flat":
                     master.header["FLATSRC"] = (p.instrument.calibrations.flat_source, "what the flat frames are")
                 atomic_write(master.to_hdul(), lib.master_path(kind, group))
-                p.record(item, True, time.perf_counter() - start, f"{len(frames)} frames")
+                p.made.add(lib.master_path(kind, group))
+                for note in sorted(notes):
+                    log.warning("calibrations %s: %s", item, note)
+                p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
             except Exception as exc:
                 log.debug(traceback.format_exc())
                 p.record(item, False, time.perf_counter() - start, str(exc))
@@ -185,16 +203,32 @@ def run_frames(p: Pipeline) -> None:
     """Calibrate and mask every science frame (in parallel)."""
     kinds = p.library.kinds(skip_flat=p.options.skip_flatten)
     ctx = p.job_context()
-    jobs = []
+    jobs, notes = [], {}
     for row in p.rows("SCIENCE"):
         try:
             masters = p.library.masters_for(row, kinds)
         except MissingCalibrationError as exc:
             p.record(row["File"], False, 0.0, str(exc))
             continue
+        notes[Path(row["File"]).name] = "; ".join(earlier_master_note(p, path) for path in masters.values()
+                                                  if path not in p.made)
         jobs.append((ctx, p.data_path / row["File"], float(row["Exp"]), masters, p.workspace_path(row["File"])))
     for name, ok, seconds, message in p.map(_timed(frame_job), jobs, "frames"):
-        p.record(name, ok, seconds, message)
+        p.record(name, ok, seconds, "; ".join(m for m in (message, notes.get(name, "")) if m))
+
+
+def earlier_master_note(p: Pipeline, path: Path) -> str:
+    """Say that a master comes from an earlier run, and whether its input frames changed since."""
+    header = fits.getheader(path)
+    made = header.get("DATE", "?")
+    used = {header[k] for k in header if k.startswith("IMCMD")}
+    now = {md5sum(p.data_path / name)[:16] for name in (header[k] for k in header if k.startswith("IMCMB"))
+           if (p.data_path / name).exists()}
+    stale = " STALE: its input frames changed or are gone since" if used != now else ""
+    message = f"{path.name} from an earlier run ({made}){stale}"
+    if stale:
+        log.warning("frames: %s", message)
+    return message
 
 
 # ----------------------------------------------------------------------------- sky
@@ -306,6 +340,7 @@ def run_stack(p: Pipeline) -> None:
             out = p.hooks.potpyri_stack(instrument=p.instrument, frames=resampled, params=p.params.stack)
             del resampled
             out.header = stack_header(p.instrument, grid, headers[0], group, headers)
+            out.header["PHOTSTAT"] = ("pending", "photometry stage not (yet) run on this stack")
             out.name = targtype
             path = p.stack_path(group)
             prov = provenance_hdu(headers, p.instrument.model_dump(mode="json"), p.options.model_dump_json(),
@@ -343,8 +378,10 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
         extras = [h.copy() for h in hdul[3:] if h.name not in PHOTOMETRY_EXTENSIONS]
     scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
     params = p.params.photometry
-    result = p.hooks.potpyri_photometry(instrument=p.instrument, stack=frame, params=params)
     h = frame.header
+    for key in [k for k in h if k in STALE_PHOTOMETRY_CARDS or k.startswith("PSF")]:
+        del h[key]  # never keep a previous run's numbers beside this run's tables
+    result = p.hooks.potpyri_photometry(instrument=p.instrument, stack=frame, params=params)
     h["FWHM"] = (result.fwhm, "median stellar FWHM (pixels)")
     h["SEEING"] = (result.fwhm * scale, "median stellar FWHM (arcsec)")
     h["APRAD"] = (result.radius, "photometry aperture radius (pixels)")
@@ -380,6 +417,7 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
         message += f", PSF {len(result.psf_table)} sources ({len(result.psf_stars)} ePSF stars)"
     else:
         message += ", no PSF photometry"
+    h["PHOTSTAT"] = ("done" if not problem else "no zero point", "photometry stage outcome")
     atomic_write(frame.to_hdul([*extras, table_hdu, *psf_hdus]), path)
     if problem:
         raise RuntimeError(f"{message}; {problem}")

@@ -1,15 +1,18 @@
-"""The core's default implementations of the *do* hooks (registered with ``trylast``)."""
+"""The core's default implementations of the *do* hooks (registered with ``trylast``).
+
+Each hook imports its step module when it first runs, so that loading the plugins (e.g.
+``potpyri instruments``) does not import photutils, astroscrappy and scipy.
+"""
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from astropy.wcs import WCS
 
 from potpyri_core import hookimpl
 from potpyri_core.frames import Classification, Frame
@@ -24,25 +27,30 @@ from potpyri_core.params import (
     StackParams,
 )
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, resample, sky
-from potpyri_core.stages import stack as stacking
+
+if TYPE_CHECKING:
+    from potpyri_core.stages.astrometry import Solution
+    from potpyri_core.stages.photometry import ApertureResult
 
 
 @hookimpl(trylast=True)
 def potpyri_read_header(instrument: InstrumentSettings, path: Path) -> fits.Header:
     """Default: main header merged with the instrument's ``merge_ext``."""
+    from potpyri_core.stages import classify
     return classify.read_header(instrument, path)
 
 
 @hookimpl(trylast=True)
 def potpyri_classify(instrument: InstrumentSettings, header: fits.Header, path: Path) -> Classification:
     """Default: the instrument's frame-typing rules and keyword map."""
+    from potpyri_core.stages import classify
     return classify.classify(instrument, header, path)
 
 
 @hookimpl(trylast=True)
 def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame:
     """Default: overscan, trim, gain and mosaic from the amplifier settings and sections."""
+    from potpyri_core.stages import classify, rawformat
     return rawformat.assemble(instrument, hdul, path, classify.merged_header(instrument, hdul))
 
 
@@ -50,6 +58,7 @@ def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: P
 def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], group: str,
                               params: CalibrationParams) -> Frame:
     """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat."""
+    from potpyri_core.stages import calibrate
     return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group, params)
 
 
@@ -57,18 +66,21 @@ def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames:
 def potpyri_apply_calibrations(instrument: InstrumentSettings, frame: Frame, masters: dict[str, Frame],
                                params: CalibrationParams) -> Frame:
     """Default: bias, dark, flat and the error map."""
+    from potpyri_core.stages import calibrate
     return calibrate.apply_calibrations(frame, masters, float(frame.meta["exptime"]))
 
 
 @hookimpl(trylast=True)
 def potpyri_mask_cosmic_rays(instrument: InstrumentSettings, frame: Frame, params: CosmicRayParams) -> np.ndarray:
     """Default: astroscrappy on the gap-filled, mirror-padded frame."""
+    from potpyri_core.stages import mask
     return mask.cosmic_ray_mask(frame, params)
 
 
 @hookimpl(trylast=True)
 def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], params: SkyParams) -> list[Frame]:
     """Default: a 2-D background per frame (optical) or the sky from the dithers (NIR)."""
+    from potpyri_core.stages import sky
     if params.method == "dither":
         return sky.subtract_dither_sky(frames, params)
     return [sky.subtract_sky(f, params) for f in frames]
@@ -77,13 +89,15 @@ def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], pa
 @hookimpl(trylast=True)
 def potpyri_mask_satellites(instrument: InstrumentSettings, frame: Frame, params: SatelliteParams) -> np.ndarray:
     """Default: long straight segments of the S/N image."""
+    from potpyri_core.stages import mask
     return mask.satellite_mask(frame.data, np.sqrt(frame.variance), frame.mask, params)
 
 
 @hookimpl(trylast=True)
 def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, params: AstrometryParams
-                      ) -> astrometry.Solution:
+                      ) -> Solution:
     """Default: catalog-only solver (voting on offset and rotation), TAN-SIP."""
+    from potpyri_core.stages import astrometry
     stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, params.fwhm_init)
     mag = next((reference[c] for c in reference.colnames if c.startswith("mag_")), None)
     mag = np.zeros(len(reference)) if mag is None else np.nan_to_num(np.asarray(mag, float), nan=99.0)
@@ -97,6 +111,9 @@ def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: T
 def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.Header, shape: tuple[int, int],
                      params: ResampleParams) -> Frame:
     """Default: bilinear resampling with the variance propagated with the squared weights."""
+    from astropy.wcs import WCS
+
+    from potpyri_core.stages import resample
     exptime = float(frame.header["EXPTIME"])
     data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
                                         WCS(grid), shape, step=params.grid_step)
@@ -106,6 +123,7 @@ def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.He
 @hookimpl(trylast=True)
 def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: StackParams) -> Frame:
     """Default: per-frame inverse-variance weights, clipped mean, or a median."""
+    from potpyri_core.stages import stack as stacking
     weights = [stacking.frame_weight(f.variance, f.mask) for f in frames]
     data, var, bits, nframes = stacking.combine([f.data for f in frames], [f.variance for f in frames],
                                                 [f.mask for f in frames], weights, sigma=params.sigma,
@@ -118,10 +136,11 @@ def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: S
 
 @hookimpl(trylast=True)
 def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: PhotometryParams
-                       ) -> photometry.ApertureResult:
+                       ) -> ApertureResult:
     """Default: aperture photometry with an aperture correction and empty-aperture depth, then
     PSF photometry with an ePSF built from the stack's stars (skipped, with a warning, when
     too few stars qualify)."""
+    from potpyri_core.stages import photometry, psfphot
     result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, params)
     return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result)
 
@@ -130,12 +149,14 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
 def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
                       params: PhotometryParams) -> dict[str, Any]:
     """Default: clipped weighted mean of catalog minus instrumental magnitudes."""
+    from potpyri_core.stages import photometry
     return photometry.zero_point(sources, reference, band, params.sn_min, params.sn_max, params.match_arcsec)
 
 
 @hookimpl(trylast=True)
 def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int) -> fits.HDUList:
     """Default: amplifiers cut from the focal-plane grid as the settings describe."""
+    from potpyri_core.stages import rawformat
     seed = zlib.crc32(f"{exposure.kind}-{exposure.index}-{exposure.config.seed}".encode())
     rng = np.random.default_rng(seed)
     return rawformat.pack(instrument, exposure, binning, rng)

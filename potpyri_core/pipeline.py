@@ -19,8 +19,9 @@ failing frame or target is logged and reported in the summary; the others go on.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,10 @@ from potpyri_core.corestages import CORE_STAGES, JobContext
 from potpyri_core.options import RunOptions
 from potpyri_core.params import Parameters, resolve
 from potpyri_core.plugins import InstrumentHooks, PluginManager
+from potpyri_core.runlock import RunLock, remove_stale_temporaries
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage, ordered
+from potpyri_core.workers import process_pool
 
 log = logging.getLogger("potpyri")
 
@@ -90,6 +93,10 @@ def stage_list(hooks: InstrumentHooks) -> list[Stage]:
     return ordered(CORE_STAGES, extra)
 
 
+class ProductsNotWritableError(OSError):
+    """``DATA_PATH/red`` cannot be created or written."""
+
+
 class Pipeline:
     """Reduce one night of one instrument.
 
@@ -134,6 +141,8 @@ class Pipeline:
         self.summary = RunSummary()
         self.table: Table | None = None
         self.stage: Stage = self.stages[0]
+        self.made: set[Path] = set()
+        """Masters written by this run (others come from an earlier run: named in the summary)."""
 
     # -------------------------------------------------------------- what stages use
     @property
@@ -162,7 +171,7 @@ class Pipeline:
                 if what:
                     log.info("%s %d/%d done", what, i + 1, len(jobs))
             return results
-        with ProcessPoolExecutor(max_workers=min(self.options.proc, len(jobs))) as pool:
+        with process_pool(min(self.options.proc, len(jobs))) as pool:
             futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
@@ -215,8 +224,32 @@ class Pipeline:
 
     # -------------------------------------------------------------- running
     def run(self) -> RunSummary:
-        """Run the selected stages in order and return the summary."""
-        self.red.mkdir(parents=True, exist_ok=True)
+        """Run the selected stages in order and return the summary.
+
+        Raises
+        ------
+        ProductsNotWritableError
+            When ``DATA_PATH/red`` cannot be created or written.
+        DirectoryBusyError
+            When another reduction holds the directory's lock.
+        """
+        try:
+            self.red.mkdir(parents=True, exist_ok=True)
+            probe = self.red / f".write-test.{os.getpid()}.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ProductsNotWritableError(
+                f"{self.red}: cannot write the products ({exc.strerror or exc}); the raw files are only read,"
+                f" so copy or link them into a writable folder and reduce that") from None
+        with RunLock(self.red):
+            removed = remove_stale_temporaries(self.red)
+            if removed:
+                log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+            self._run_stages()
+        return self.summary
+
+    def _run_stages(self) -> None:
         for stage in self.stages:
             if stage.name not in self.selected and not (stage.name == "sort" and self.table is None):
                 continue
@@ -230,7 +263,6 @@ class Pipeline:
             self.summary.stage_seconds[stage.name] = time.perf_counter() - start
             if stage.name == "sort" and not np.any(self.table["Type"] == "SCIENCE"):
                 break  # reported by the sort stage; nothing else can run
-        return self.summary
 
 
 def setup_logging(red: Path, instrument: str) -> Path:
@@ -243,7 +275,7 @@ def setup_logging(red: Path, instrument: str) -> Path:
     logger.setLevel(logging.DEBUG)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    file_handler = logging.FileHandler(path)
+    file_handler = logging.FileHandler(path, delay=True)  # no empty log when nothing happens
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     file_handler.setLevel(logging.DEBUG)
     stream = logging.StreamHandler()

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -262,8 +263,11 @@ class PluginManager:
             return None
         return InstrumentEntry(settings=settings, plugin=dist, version=version)
 
-    def instrument(self, name: str) -> InstrumentSettings:
+    def instrument(self, name: str, data_path: Path | None = None) -> InstrumentSettings:
         """Find an instrument by name or alias, case-insensitively.
+
+        A name several instruments answer to (POTPyRI's ``GMOS`` for GMOS-N and GMOS-S) is
+        resolved from the instrument keyword of the raw files in ``data_path``.
 
         Raises
         ------
@@ -271,20 +275,27 @@ class PluginManager:
             With the installed instruments and, for a known one, the plugin to install.
         """
         wanted = name.strip().upper()
-        for key, entry in self.instruments().items():
-            aliases = [a.upper() for a in entry.settings.aliases]
-            if wanted == key or wanted in aliases:
-                return entry.settings
+        found = [entry.settings for key, entry in self.instruments().items()
+                 if wanted == key or wanted in [a.upper() for a in entry.settings.aliases]]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return _from_headers(name, found, data_path)
         installed = ", ".join(sorted(self.instruments())) or "none"
         message = f"unknown instrument {name!r}; installed: {installed}."
         index = plugin_index()
         for dist, names in index.items():
             if wanted in names["instruments"] + names["aliases"]:
-                message += f" {name} is provided by the {dist} plugin: pip install {dist}"
+                if _dist_version(dist) == "dev":
+                    message += f" {name} is provided by the {dist} plugin: pip install {dist}"
+                else:
+                    message += f" {dist} is installed but does not provide {name}: see the plugin problems below"
                 break
         else:
-            rest = ", ".join(f"{d} ({', '.join(n['instruments'])})" for d, n in index.items())
-            message += f" Plugins for other instruments: {rest}."
+            rest = ", ".join(f"{d} ({', '.join(n['instruments'])})" for d, n in index.items()
+                             if _dist_version(d) == "dev")
+            if rest:
+                message += f" Plugins for other instruments: {rest}."
         if self.problems:
             message += " Plugin problems: " + " | ".join(self.problems)
         raise UnknownInstrumentError(message)
@@ -306,6 +317,32 @@ class PluginManager:
             self._sources, problems = collect_sources(answers)
             self.problems += problems + check_instrument_catalogs(self.instruments(), self._sources)
         return self._sources
+
+
+def _from_headers(name: str, candidates: list[InstrumentSettings], data_path: Path | None,
+                  max_files: int = 20) -> InstrumentSettings:
+    """The one of ``candidates`` whose instrument keyword the raw files of ``data_path`` carry."""
+    from potpyri_core.filelist import find_raw_files
+    from potpyri_core.rawio import RawReadError, read_headers
+
+    names = " or ".join(c.name for c in candidates)
+    if data_path is None:
+        raise UnknownInstrumentError(f"{name!r} is {names}: name one of them")
+    seen = set()
+    for path in find_raw_files(Path(data_path), candidates[0].raw_glob)[:max_files]:
+        try:
+            headers = read_headers(path)
+        except (RawReadError, OSError):
+            continue
+        for c in candidates:
+            header = headers.hdus[c.keywords.header_ext].header if len(headers.hdus) > c.keywords.header_ext else {}
+            value = next((str(header[k]) for k in c.keywords.instrument if k in header), "")
+            if value and c.identifies(value):
+                seen.add(c.name)
+    if len(seen) == 1:
+        return next(c for c in candidates if c.name in seen)
+    found = f"the raw files say {', '.join(sorted(seen))}" if seen else "no raw file there says which"
+    raise UnknownInstrumentError(f"{name!r} is {names} and {found} ({data_path}): name one of them")
 
 
 def _dist_version(name: str) -> str:

@@ -1,6 +1,7 @@
 """Products of a reduction: where they go, how they are written, what they record.
 
-Layout under ``DATA_PATH/red`` (POTPyRI's): ``cals/m<kind>_<group>.fits`` (masters),
+Every path built from file-list values is checked to lie inside ``DATA_PATH/red``
+(:func:`potpyri_core.safenames.ensure_inside`). Layout under ``DATA_PATH/red`` (POTPyRI's): ``cals/m<kind>_<group>.fits`` (masters),
 ``workspace/<raw stem>_red.fits`` (calibrated frames), ``<target>.<filter>.ut<yymmdd>.
 <amp>.<binning>.stk.fits`` (stacks), ``log/``, ``catalogs/``.
 """
@@ -22,6 +23,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from potpyri_core import __version__
+from potpyri_core.safenames import ensure_inside
 from potpyri_core.settings import InstrumentSettings
 
 
@@ -29,8 +31,11 @@ def atomic_write(hdul: fits.HDUList, path: Path) -> None:
     """Write FITS to a temporary name and rename, so a good file is never half-replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    hdul.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    try:
+        hdul.writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no partial file
 
 
 def md5sum(path: Path) -> str:
@@ -45,7 +50,7 @@ def md5sum(path: Path) -> str:
 def workspace_path(red: Path, raw_name: str) -> Path:
     """Per-frame product in ``red/workspace``."""
     stem = raw_name.split(".fits")[0].split(".fit")[0]
-    return red / "workspace" / f"{stem}_red.fits"
+    return ensure_inside(red / "workspace" / f"{stem}_red.fits", red)
 
 
 def stack_path(red: Path, group: Table) -> Path:
@@ -53,7 +58,8 @@ def stack_path(red: Path, group: Table) -> Path:
     row = group[0]
     first = float(np.nanmin(group["Time"]))
     date = Time(first, format="mjd").strftime("%y%m%d") if np.isfinite(first) else "unknown"
-    return red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits"
+    return ensure_inside(red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits",
+                         red)
 
 
 def stack_header(instrument: InstrumentSettings, out_header: fits.Header, first: fits.Header, group: Table,

@@ -37,9 +37,9 @@ def night(tmp_path_factory):
     refcat = root / "refcat"
     options = RunOptions(proc=2, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"))
     pipeline = Pipeline(gmos, root, options, pm)
-    raw_before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits")}
+    raw_before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits*")}
     summary = pipeline.run()
-    raw_after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits")}
+    raw_after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.glob("*.fits*")}
     assert not summary.failures, summary.table()
     assert len(summary.stacks) == 1
     read_noise = float(np.median([a.readnoise for a in gmos.detector.amplifiers]))

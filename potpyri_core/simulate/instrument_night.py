@@ -13,6 +13,7 @@ from potpyri_core.plugins import PluginManager
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.simulate import geometry
 from potpyri_core.simulate.night import simulate_night
+from potpyri_core.simulate.rawwrite import with_compression
 from potpyri_core.simulate.scene import SceneConfig
 from potpyri_core.stages.rawformat import mosaic_shape, placements
 
@@ -66,7 +67,8 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
 def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int = 2,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8, window: tuple[int, int] | None = None, dec: float = 2.2,
+    fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
+    dec: float = 2.2,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -78,6 +80,9 @@ def simulate_instrument_night(
         Must have a ``simulation`` section.
     outdir : Path
         Output folder (raw files, ``truth/``, reference catalogs).
+    compression : str, optional
+        ``"none"``, ``"gz"`` or ``"bz2"``; None writes the archive's compression (the
+        suffix of the instrument's ``simulation.file_name``).
     dec : float
         Declination of the field (deg).
     window : tuple of int, optional
@@ -106,7 +111,7 @@ def simulate_instrument_night(
         counters[exposure.kind] = counters.get(exposure.kind, 0) + 1
         number = sum(counters.values())
         date = Time(exposure.mjd, format="mjd").strftime("%Y%m%d")
-        return sim.file_name.format(kind=exposure.kind, number=number, date=date)
+        return with_compression(sim.file_name.format(kind=exposure.kind, number=number, date=date), compression)
 
     hooks = pm.for_instrument(instrument.name)
 

@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .artifacts import DEAD_COLUMN_RESPONSE
+from .rawwrite import write_atomic, write_raw
 from .refcat import write_reference_catalogs
 from .scene import (
     TRUE_POSITION_ANGLE_DEG,
@@ -36,12 +37,8 @@ FLUX_CONVENTION = (
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data``; an existing identical file is left, a different one is an error."""
-    if path.exists():
-        if path.read_bytes() == data:
-            return
-        raise FileExistsError(f"{path} exists with different content; use a fresh directory")
-    path.write_bytes(data)
+    """Write ``data`` atomically; an existing identical file is left, a different one is an error."""
+    write_atomic(path, data)
 
 
 def _hdul_bytes(hdul: fits.HDUList) -> bytes:
@@ -119,7 +116,7 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
             path = outdir / name
             if path in raw:
                 raise ValueError(f"name_for returned {name!r} twice")
-            _write_bytes(path, _hdul_bytes(pack(exp)))
+            write_raw(path, _hdul_bytes(pack(exp)))  # compressed as the name says
             raw.append(path)
             rec = {"file": name, "kind": kind, "index": index, "exptime": exp.exptime,
                    "mjd": exp.mjd, "object": exp.object_name,

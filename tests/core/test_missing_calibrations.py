@@ -38,7 +38,7 @@ def test_night_without_science_frames_says_so(tmp_path):
     simulate_instrument_night(pm, gmos, night, seed=5, binning=4, n_science=1, n_flats=0)
     only_bias = tmp_path / "bias_only"
     only_bias.mkdir()
-    for path in night.glob("*.fits"):
+    for path in night.glob("*.fits*"):
         if fits.getheader(path)["OBSTYPE"] == "BIAS":
             shutil.copy(path, only_bias / path.name)
     summary = Pipeline(gmos, only_bias, RunOptions(proc=1), pm).run()

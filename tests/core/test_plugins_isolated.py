@@ -248,7 +248,7 @@ def test_sort_testcam_night_with_the_external_plugin(venv_testscope, tmp_path):
     assert (row["Target"], row["Filter"], row["Amp"], row["Binning"], row["Exp"]) == ("NGC_1234", "r", "1", "1x1", 60.0)
     assert row["CalType"] == "sci_r_1_1x1"
     bad = table[list(table["File"]).index("tc0005.fits")]
-    assert "matches_no_frame-typing_rule_of_TESTCAM" in bad["Reason"]
+    assert "matches no frame-typing rule of TESTCAM" in bad["Reason"]
 
 
 def test_simulate_and_reduce_a_single_hdu_testcam_night_through_the_cli(venv_testscope, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -108,8 +109,10 @@ def test_file_list_has_the_potpyri_columns_and_types(gmos, night):
     table = sort_night(gmos, night)
     assert table.colnames == COLUMNS == POTPYRI_COLUMNS + ["Reason"]
     text = (night / "file_list.txt").read_text().splitlines()
-    assert text[0].split() == POTPYRI_COLUMNS + ["Reason"]
-    assert len(text) == 1 + 10  # notes.txt is not a FITS file name: not listed
+    assert text[0] == "# %ECSV 1.0"
+    rows = [line for line in text if not line.startswith("#")]
+    assert rows[0].split() == POTPYRI_COLUMNS + ["Reason"]
+    assert len(rows) == 1 + 10  # notes.txt is not a FITS file name: not listed
     types = dict(zip(table["File"], table["Type"], strict=True))
     assert types == {
         "N20240410S0001.fits": "BIAS", "N20240410S0002.fits.gz": "BIAS", "N20240410S0003.fits.bz2": "FLAT",
@@ -133,20 +136,23 @@ def test_bad_rows_say_why(gmos, night):
     table = sort_night(gmos, night)
     reasons = {f: r for f, r, t in zip(table["File"], table["Reason"], table["Type"], strict=True) if t == "BAD"}
     assert reasons["N20240410S0007.fits"] == (
-        "N20240410S0007.fits:_missing_keyword_for_the_exposure_time:_expected_one_of_EXPTIME"
+        "N20240410S0007.fits: missing keyword for the exposure time: expected one of EXPTIME"
     )
-    assert reasons["S20240410S0008.fits"] == "instrument_keyword_INSTRUME='GMOS-S'_is_not_GMOS-N"
-    assert reasons["N20240410S0009.fits"].startswith("unreadable_FITS_file:_OSError")
-    assert reasons["x.fits"].startswith("unreadable_FITS_file:")
-    assert all(" " not in r for r in table["Reason"])
+    assert reasons["S20240410S0008.fits"] == "instrument keyword INSTRUME='GMOS-S' is not GMOS-N"
+    assert reasons["N20240410S0009.fits"] == "N20240410S0009.fits: truncated inside the header of HDU 0 (no END card)"
+    assert reasons["x.fits"] == "x.fits: not a FITS file (no SIMPLE card at the start)"
 
 
 def test_file_truncated_in_its_data_is_bad(gmos, tmp_path):
     full = _bytes(gmos_hdus(gmos, "science"))
     (tmp_path / "N20240410S0010.fits").write_bytes(full[: len(full) - 2880])
-    (tmp_path / "N20240410S0011.fits").write_bytes(full[: 2880 * 3])  # primary + 2 of 12 extensions
+    (tmp_path / "N20240410S0011.fits").write_bytes(full[: 2880 * 3])  # primary + 1 of 12 extensions
     table = sort_night(gmos, tmp_path)
     assert list(table["Type"]) == ["BAD", "BAD"], list(table["Reason"])
+    assert list(table["Reason"]) == [
+        "N20240410S0010.fits: truncated: 0 of 32 data bytes in HDU 12",
+        "N20240410S0011.fits: 1 image extensions, GMOS-N writes 12 (incomplete file)",
+    ]
 
 
 def test_raw_files_are_not_modified_moved_or_deleted(gmos, night):
@@ -160,13 +166,11 @@ def test_raw_files_are_not_modified_moved_or_deleted(gmos, night):
 
 
 def _set_type(list_path: Path, file: str, new_type: str) -> None:
+    """A person's edit in a text editor: the Type on the file's line replaced, alignment lost."""
     lines = list_path.read_text().splitlines()
-    header = lines[0].split()
-    for i, line in enumerate(lines[1:], start=1):
-        values = line.split()
-        if values[0] == file:
-            values[header.index("Type")] = new_type
-            lines[i] = " ".join(values)  # a person's edit: alignment not kept
+    for i, line in enumerate(lines):
+        if line.startswith(f'"{file}"'):
+            lines[i] = re.sub(r'"(SCIENCE|FLAT|BIAS|DARK|SPEC|BAD)"\s+', f'"{new_type}" ', line, count=1)
     list_path.write_text("\n".join(lines) + "\n")
 
 

@@ -1,0 +1,55 @@
+"""Worker processes for per-frame work.
+
+Workers are started by a fork server, not forked from the main process: a child forked from
+a process that has already run OpenMP code (astroscrappy, in the main process when a stage
+has a single frame) hangs in its first OpenMP region, because GNU OpenMP is not fork-safe.
+The fork server is itself forked early from a clean state and preloads the core's modules,
+so starting workers stays cheap; everything a job needs travels by pickle
+(:class:`potpyri_core.corestages.JobContext` carries the plugin set by description).
+
+Workers watch the process that started them and exit at once when it is gone (killed), so
+no orphan goes on writing products after its run ended.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+PRELOAD = ["potpyri_core.corestages", "potpyri_core.defaults"]
+"""Modules imported once by the fork server, before it forks any worker."""
+
+WATCH_SECONDS = 0.5
+"""How often a worker checks that the main process is alive."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(main_pid: int) -> None:
+    while _alive(main_pid):
+        time.sleep(WATCH_SECONDS)
+    os._exit(3)  # the run is gone: stop now, write nothing more
+
+
+def _start_watching(main_pid: int) -> None:
+    threading.Thread(target=_watch, args=(main_pid,), daemon=True, name="potpyri-watch-main").start()
+
+
+def process_pool(max_workers: int) -> ProcessPoolExecutor:
+    """A pool of ``max_workers`` processes started by the fork server; each exits when the
+    calling process dies."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return ProcessPoolExecutor(max_workers=max_workers, mp_context=context, initializer=_start_watching,
+                               initargs=(os.getpid(),))
