@@ -8,7 +8,7 @@ simulator and the reduction cannot disagree about where a pixel goes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,11 @@ def placements(
     amps = [a for a in det.amplifiers if a.applies_to(header)]
     if not amps:
         raise ValueError(f"no amplifier of {instrument.name} applies to this frame (check Amplifier.when)")
-    gaps = np.concatenate([[0.0], np.cumsum(det.ccd_gaps)]) if det.ccd_gaps else np.zeros(1)
+    offsets = {ccd: tuple(off) for ccd, off in enumerate(det.ccd_offsets)}
+    used = [offsets.get(a.ccd, (0.0, 0.0)) for a in amps]
+    min_x, min_y = min(o[0] for o in used), min(o[1] for o in used)
     out = []
-    for amp in amps:
+    for amp, offset in zip(amps, used, strict=True):
         h = ext_headers.get(amp.hdu, {})
         use_header = det.sections_from_header
 
@@ -99,17 +101,23 @@ def placements(
         if det_sec is None:
             det_sec = (1, (data_x.stop - data_x.start) * bx, 1, (data_y.stop - data_y.start) * by)
         x1, x2, y1, y2 = det_sec
-        gap = gaps[min(amp.ccd, len(gaps) - 1)]
-        mx = _binned(x1, x2, bx)
-        shift = round(gap / bx)
-        mosaic_x = slice(mx.start + shift, mx.start + shift + (data_x.stop - data_x.start))
-        my = _binned(y1, y2, by)
-        mosaic_y = slice(my.start, my.start + (data_y.stop - data_y.start))
+        mx = round_half_up((min(x1, x2) - 1 + offset[0] - min_x) / bx)
+        my = round_half_up((min(y1, y2) - 1 + offset[1] - min_y) / by)
+        mosaic_x = slice(mx, mx + (data_x.stop - data_x.start))
+        mosaic_y = slice(my, my + (data_y.stop - data_y.start))
         width = max(data_x.stop, bias_x.stop if bias_x else 0)
         out.append(
             AmpPlacement(amp, data_y, data_x, bias_x, mosaic_y, mosaic_x, x1 > x2, y1 > y2, (data_y.stop, width))
         )
-    return out
+    # a window (region of interest) starts the mosaic at its first row and column
+    x0, y0 = min(p.mosaic_x.start for p in out), min(p.mosaic_y.start for p in out)
+    return [replace(p, mosaic_x=slice(p.mosaic_x.start - x0, p.mosaic_x.stop - x0),
+                    mosaic_y=slice(p.mosaic_y.start - y0, p.mosaic_y.stop - y0)) for p in out]
+
+
+def round_half_up(value: float) -> int:
+    """Round to the nearest integer, halves up (the convention for placing CCDs on a binned grid)."""
+    return int(np.floor(value + 0.5 + 1e-9))
 
 
 def mosaic_shape(places: list[AmpPlacement]) -> tuple[int, int]:
@@ -305,6 +313,12 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
         Primary header (no data) plus one uint16 extension per amplifier; an amplifier with
         ``hdu = 0`` puts its pixels (and its extension cards) in the primary HDU instead, as
         single-HDU cameras write.
+
+    Notes
+    -----
+    With ``simulation.geometry`` the amplifiers are cut as that published description says
+    (:mod:`potpyri_core.simulate.geometry`), independently of :func:`placements`; without it
+    they are cut as the reduction's own settings describe.
     """
     sim = instrument.simulation
     if sim is None:
@@ -326,6 +340,12 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
     if exposure.header_wcs is not None:
         ra, dec = exposure.header_wcs.wcs.crval
         primary["RA"], primary["DEC"] = float(ra), float(dec)
+    if sim.geometry is not None:
+        from potpyri_core.simulate.geometry import pack_amplifiers
+
+        if kw.binning:
+            primary[kw.binning[0]] = sim.geometry.binning_format.format(b=binning)
+        return fits.HDUList(pack_amplifiers(instrument, primary, exposure, binning, rng))
     bin_text = f"{binning} {binning}"
     ext_headers: dict[int | str, Any] = {}
     places = placements(instrument, primary, ext_headers, (binning, binning))

@@ -97,7 +97,7 @@ def test_gmos_amplifier_layout(instrument):
             assert 1.5 < a.gain < 2.0 and 3.0 < a.readnoise < 5.0
         assert amps[-1].detsec == "[5633:6144,1:4224]"
         assert s.keywords.merge_ext == 1 and s.detector.saturation_adu == 65535
-    assert instrument("GMOS-N").detector.ccd_gaps == [68.0, 67.5]
+    assert instrument("GMOS-N").detector.ccd_offsets == [(-67.95, -0.21739), (0.0, 0.0), (67.48, 0.1727)]
     # per-amp gains of templates/gmos-n_amps.json
     assert [a.gain for a in instrument("GMOS-N").detector.amplifiers][:2] == [1.681, 1.633]
 
