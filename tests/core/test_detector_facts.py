@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from astropy.io import fits
 
 from potpyri_core.frames import Frame
@@ -59,9 +58,6 @@ def test_pixels_outside_the_illuminated_circle_are_vignetted():
     assert frame.mask[0, 0] & Bit.VIGNETTED and frame.mask[63, 63] & Bit.VIGNETTED
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, measured: the dithered sky leaves an RMS of 3.2 sigma"
-                   " (63 e- for 20 e- noise) in empty sky on this synthetic night; to be fixed with the NIR"
-                   " chain (issue 8)")
 def test_dithered_sky_removes_a_sky_that_changes_from_frame_to_frame():
     rng = np.random.default_rng(4)
     ny, nx = 256, 256
