@@ -24,7 +24,8 @@ from potpyri_core.params import (
     StackParams,
 )
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, resample, sky
+from potpyri_core.simulate import nir
+from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, resample, sky, skyflat
 from potpyri_core.stages import stack as stacking
 
 
@@ -49,7 +50,10 @@ def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: P
 @hookimpl(trylast=True)
 def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], group: str,
                               params: CalibrationParams) -> Frame:
-    """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat."""
+    """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat; sky flats
+    from the science frames with their sources masked (two passes)."""
+    if kind == "skyflat":
+        return skyflat.build_sky_flat(frames, instrument.calibrations.min_frames, group, params)
     return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group, params)
 
 
@@ -135,7 +139,10 @@ def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table,
 
 @hookimpl(trylast=True)
 def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int) -> fits.HDUList:
-    """Default: amplifiers cut from the focal-plane grid as the settings describe."""
+    """Default: amplifiers cut from the focal-plane grid as the settings describe (NIR arrays:
+    coadds, reference pixels and output channels, :mod:`potpyri_core.simulate.nir`)."""
     seed = zlib.crc32(f"{exposure.kind}-{exposure.index}-{exposure.config.seed}".encode())
     rng = np.random.default_rng(seed)
+    if instrument.band == "nir":
+        return nir.pack_coadds(instrument, exposure, binning, rng)
     return rawformat.pack(instrument, exposure, binning, rng)

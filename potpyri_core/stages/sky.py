@@ -109,6 +109,26 @@ def running_sky(frames: list[np.ndarray], hide: list[np.ndarray], times: np.ndar
     return out
 
 
+def plane(image: np.ndarray, hide: np.ndarray, clip: float = 3.0) -> np.ndarray:
+    """Least-squares plane through the unhidden pixels (clipped twice): the part of a sky
+    gradient that changes from frame to frame, which a median of other frames cannot have.
+
+    A plane, not a mesh, so that it holds to the frame's edges.
+    """
+    ny, nx = image.shape
+    yy, xx = np.mgrid[0:ny:4, 0:nx:4]
+    values, keep = image[::4, ::4], ~hide[::4, ::4]
+    design = np.stack([np.ones(xx.size), xx.ravel() / nx - 0.5, yy.ravel() / ny - 0.5], axis=1)
+    keep = keep.ravel() & np.isfinite(values.ravel())
+    coef = np.zeros(3)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(design[keep], values.ravel()[keep], rcond=None)
+        resid = values.ravel() - design @ coef
+        keep &= np.abs(resid) < clip * 1.4826 * np.median(np.abs(resid[keep]))
+    y, x = np.mgrid[0:ny, 0:nx]
+    return (coef[0] + coef[1] * (x / nx - 0.5) + coef[2] * (y / ny - 0.5)).astype(np.float32)
+
+
 def subtract_dither_sky(frames: list[Frame], params: SkyParams = SkyParams()) -> list[Frame]:
     """Sky of dithered frames of one target from each other (NIR), in two passes.
 
@@ -118,8 +138,10 @@ def subtract_dither_sky(frames: list[Frame], params: SkyParams = SkyParams()) ->
     in each frame minus its pass-1 sky (where a sky fixed on the detector, such as a pattern
     or gradient, is gone and cannot be taken for sources), masked, and the running sky is
     made again from the masked frames; pixels masked in every other frame keep the pass-1
-    sky. A 2-D residual background is subtracted last. A target with a single frame gets
-    the 2-D background alone.
+    sky. The plane of what is left (a gradient that changes from frame to frame) and a 2-D
+    residual background are subtracted last; the variance of the sky (a median of the other
+    frames) is added to each frame's. A target with a single frame gets the 2-D background
+    alone.
     """
     if len(frames) < 2:
         return [subtract_sky(f, params) for f in frames]
@@ -135,7 +157,9 @@ def subtract_dither_sky(frames: list[Frame], params: SkyParams = SkyParams()) ->
         f.header["SKYLEVEL"] = (float(np.median(sky[~b])), "median sky subtracted (e-), from the dithers")
         f.header["SKYNFRM"] = (nsky, "frames that made the sky of this frame")
         f.header["SKYMASKF"] = (round(float(h[~b].mean()), 4), "fraction of pixels masked as sources")
-        f.data = np.where(b, f.data, f.data - sky).astype(np.float32)
+        f.data = np.where(b, f.data, f.data - sky - plane(f.data - sky, h)).astype(np.float32)
+        # the sky is a median of nsky frames with about this frame's noise: its variance
+        f.variance = (f.variance + np.pi / 2 * float(np.median(f.variance[~h])) / nsky).astype(np.float32)
         residual, rms = sky_model(f.data, b, params)
         f.data = np.where(b, f.data, f.data - residual).astype(np.float32)
         f.header["SKYSIG"] = (rms, "sky noise (e-)")
