@@ -25,7 +25,18 @@ from potpyri_core.params import (
 )
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.simulate import nir
-from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, resample, sky, skyflat
+from potpyri_core.stages import (
+    astrometry,
+    calibrate,
+    classify,
+    mask,
+    photometry,
+    psfphot,
+    rawformat,
+    resample,
+    sky,
+    skyflat,
+)
 from potpyri_core.stages import stack as stacking
 
 

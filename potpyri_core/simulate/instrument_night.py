@@ -85,7 +85,8 @@ def simulate_instrument_night(
         On-chip binning; default 2 for optical, 1 for NIR arrays (which do not bin).
     n_flats, n_bias, n_darks : int
         Calibration frames, for the kinds the instrument needs (``calibrations.needed``);
-        no flat frames when its flats are sky flats (``flat_source = "sky"``).
+        no flat frames when its flats are (or may be) sky flats (``flat_source = "sky"``,
+        ``sky_flat_fallback``).
 
     Returns
     -------
@@ -97,7 +98,7 @@ def simulate_instrument_night(
     binning = binning or (1 if instrument.band == "nir" else 2)
     needed, cal = set(instrument.calibrations.needed), instrument.calibrations
     counts = {"n_bias": n_bias if "bias" in needed else 0, "n_darks": n_darks if "dark" in needed else 0,
-              "n_flats": n_flats if "flat" in needed and cal.flat_source != "sky" else 0}
+              "n_flats": n_flats if "flat" in needed and cal.flat_source != "sky" and not cal.sky_flat_fallback else 0}
     cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, band=band, exptime=exptime,
                        fwhm_arcsec=fwhm, **counts)
     sim = instrument.simulation

@@ -9,6 +9,7 @@ packer (:func:`potpyri_core.stages.rawformat.pack`) and then writes what an NIR 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import numpy as np
@@ -111,7 +112,7 @@ def pack_coadds(instrument: InstrumentSettings, exposure: Any, binning: int, rng
                 noise = rng.normal(0.0, np.std(total[:top]), (total.shape[0], right))
                 total = np.hstack([total, np.median(total[:top]) + noise])
         edges = np.linspace(0, total.shape[1], det.output_channels + 1).round().astype(int)
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        for lo, hi in itertools.pairwise(edges):
             total[:, lo:hi] += n * CHANNEL_OFFSET_ADU * channel_rng.standard_normal()
         data = np.round(total)
         hdu.data = data[None].astype(np.float32) if sim.data_cube else data.astype(np.int32)

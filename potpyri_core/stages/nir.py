@@ -7,6 +7,7 @@ several coadds, each read and saturating on its own.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ def reference_level(raw: np.ndarray, data_y: slice, data_x: slice, rows: int, ch
     ncols = reference.shape[1]
     edges = np.linspace(0, ncols, channels + 1).round().astype(int)
     level = np.empty(ncols, np.float32)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         level[lo:hi] = np.median(reference[:, lo:hi])
     return level[None, :]
 
