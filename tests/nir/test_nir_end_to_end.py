@@ -11,10 +11,10 @@ from potpyri_core.simulate.nightcheck import reduce_small_night
 
 _UNFINISHED = pytest.mark.xfail(strict=False, reason="simulates and classifies; the reduction of this night"
                                 " does not yet produce a stack (F2 measured: no stack; MMIRS, FourStar not run)")
-NIGHTS = [pytest.param("MOSFIRE", "K", 30.0, id="MOSFIRE"),
-          pytest.param("F2", "K", 15.0, id="F2", marks=_UNFINISHED),
-          pytest.param("MMIRS", "J", 60.0, id="MMIRS", marks=_UNFINISHED),
-          pytest.param("FourStar", "J", 30.0, id="FourStar", marks=_UNFINISHED)]
+NIGHTS = [pytest.param(("MOSFIRE", "K", 30.0), id="MOSFIRE"),
+          pytest.param(("F2", "K", 15.0), id="F2", marks=_UNFINISHED),
+          pytest.param(("MMIRS", "J", 60.0), id="MMIRS", marks=_UNFINISHED),
+          pytest.param(("FourStar", "J", 30.0), id="FourStar", marks=_UNFINISHED)]
 
 
 @pytest.fixture(scope="module", params=NIGHTS)
