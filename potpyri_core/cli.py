@@ -171,7 +171,9 @@ def _option_params(kw: dict) -> list[str]:
 @click.argument("instrument")
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=1, show_default=True, help="Random seed (same seed, same night).")
-@click.option("--binning", default=2, show_default=True, help="On-chip binning (4 makes a small, fast night).")
+@click.option("--binning", default=None, type=int,
+              help="On-chip binning (default 2, NIR arrays 1; 4 makes a small, fast night).")
+@click.option("--n-darks", default=3, show_default=True)
 @click.option("--n-science", default=5, show_default=True)
 @click.option("--n-flats", default=3, show_default=True)
 @click.option("--n-bias", default=3, show_default=True)

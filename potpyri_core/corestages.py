@@ -160,14 +160,17 @@ def run_calibrations(p: Pipeline) -> None:
                                                                      masters=masters, params=p.params.calibration)
                     frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
                     frames.append(frame)
-                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument, kind=kind, frames=frames,
+                sky_flat = kind == "flat" and lib.is_sky_flat(rows)
+                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
+                                                             kind="skyflat" if sky_flat else kind, frames=frames,
                                                              group=group, params=p.params.calibration)
                 for i, row in enumerate(rows):
                     master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
                 master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
                 master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
                 if kind == "flat":
-                    master.header["FLATSRC"] = (p.instrument.calibrations.flat_source, "what the flat frames are")
+                    source = "sky" if sky_flat else p.instrument.calibrations.flat_source
+                    master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
                 atomic_write(master.to_hdul(), path)
                 p.made.add(path)
                 for note in sorted(notes):

@@ -237,6 +237,17 @@ class Detector(StrictModel):
     for the nearest number of reads in the header is used over the amplifier value."""
     reads_keyword: str | None = None
     """Header keyword giving the number of reads, for ``readnoise_by_reads``."""
+    coadds_keyword: str | None = None
+    """Header keyword with the number of coadds summed into the frame (e.g. COADDONE): the
+    read noise is multiplied by its square root, the saturation and non-linearity levels by
+    it (each coadd saturates on its own)."""
+    output_channels: int = Field(default=1, ge=1)
+    """Equal-width column channels each amplifier is read out through (H2RG: 32); with
+    ``reference_rows``, the reference-pixel level is taken per channel."""
+    nonlinearity: list[float] = []
+    """Published non-linearity correction: coefficients ``c2, c3, ...`` of
+    ``true = raw (1 + c2 raw + c3 raw^2 ...)`` (raw in ADU per coadd above the reference
+    level); empty: no correction."""
 
     @model_validator(mode="after")
     def _reads(self) -> Detector:
@@ -293,6 +304,9 @@ class Calibrations(StrictModel):
     min_frames: int = Field(default=3, ge=1)
     rules: dict[Literal["bias", "dark", "flat"], CalibrationRule] = Field(default_factory=_default_rules)
     """Grouping and matching rule per kind; kinds not given keep the default rule."""
+    sky_flat_fallback: bool = False
+    """When a filter has no FLAT frames, build its flat from the night's science frames of
+    that filter (an object-masked sky flat; ``flat_source = "sky"`` always does)."""
 
     @field_validator("rules", mode="after")
     @classmethod
@@ -398,6 +412,8 @@ class SimulationFormat(StrictModel):
     filter_names: dict[str, str] = {}
     """Band -> raw filter name written to the first filter keyword (e.g. r -> r_G0303)."""
     bias_level_adu: float = 1000.0
+    data_cube: bool = False
+    """Write the pixels as a cube of one read ``(1, ny, nx)``, as some NIR archives do (F2)."""
     file_name: str = "{kind}{number:04d}.fits"
     """Raw file name pattern; fields ``kind``, ``number``, ``date`` (YYYYMMDD)."""
     geometry: SimulationGeometry | None = None

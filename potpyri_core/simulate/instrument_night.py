@@ -19,7 +19,14 @@ from potpyri_core.stages.rawformat import mosaic_shape, placements
 
 # Typical zero points (mag for 1 e-/s) and dark-sky brightness of an 8-m class telescope.
 BAND_ZEROPOINT = {"u": 26.8, "g": 28.3, "r": 28.2, "i": 27.9, "z": 27.3, "J": 27.0, "H": 27.1, "K": 26.6}
-BAND_SKY = {"u": 22.4, "g": 22.0, "r": 21.0, "i": 20.2, "z": 19.0, "J": 16.5, "H": 14.4, "K": 13.0}
+NIR_SCENE = {"sky_variation": 0.04, "sky_structure": 0.01, "hot_pixel_fraction": 2e-4, "dark_e_per_s": 0.05,
+             "mag_bright": 12.0, "count_slope": 0.2, "star_density_per_arcmin2": 200.0}
+"""Near-infrared nights: the sky level changes by ~4% between frames with a gradient and a
+pattern fixed on the detector; hot pixels; bright stars for 2MASS; flatter counts and a
+denser (low-latitude) field so a cut-down detector has enough reference stars."""
+BAND_SKY = {"u": 22.4, "g": 22.0, "r": 21.0, "i": 20.2, "z": 19.0, "J": 16.4, "H": 15.8, "K": 14.9}
+"""Sky (AB mag/arcsec^2); J/H/K: the Mauna Kea / Cerro Pachon near-IR sky, about 15.5, 14.4 and
+13.0 Vega, plus the 2MASS AB offsets."""
 
 
 def focal_plane(instrument: InstrumentSettings, binning: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
@@ -60,15 +67,17 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
         "pixel_size_um": 15.0 * binning,
         "read_noise_e": float(np.median([a.readnoise for a in amps])),
     }
+    if instrument.band == "nir":
+        values.update(NIR_SCENE)
     values.update(overrides)
     return SceneConfig(**values)
 
 
 def simulate_instrument_night(
-    pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int = 2,
+    pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int | None = None,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
     fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
-    dec: float = 2.2,
+    dec: float = 2.2, n_darks: int = 3,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -88,6 +97,12 @@ def simulate_instrument_night(
     window : tuple of int, optional
         Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does;
         needs ``simulation.geometry``.
+    binning : int, optional
+        On-chip binning; default 2 for optical, 1 for NIR arrays (which do not bin).
+    n_flats, n_bias, n_darks : int
+        Calibration frames, for the kinds the instrument needs (``calibrations.needed``);
+        no flat frames when its flats are (or may be) sky flats (``flat_source = "sky"``,
+        ``sky_flat_fallback``).
 
     Returns
     -------
@@ -96,14 +111,18 @@ def simulate_instrument_night(
     """
     if instrument.simulation is None:
         raise ValueError(f"{instrument.name} has no simulation format: it cannot be simulated yet")
+    binning = binning or (1 if instrument.band == "nir" else 2)
+    needed, cal = set(instrument.calibrations.needed), instrument.calibrations
+    counts = {"n_bias": n_bias if "bias" in needed else 0, "n_darks": n_darks if "dark" in needed else 0,
+              "n_flats": n_flats if "flat" in needed and cal.flat_source != "sky" and not cal.sky_flat_fallback else 0}
     if window is not None:
         if instrument.simulation.geometry is None:
             raise ValueError(f"{instrument.name}: a readout window needs simulation.geometry")
         sim = instrument.simulation.model_copy(
             update={"geometry": geometry.windowed(instrument.simulation.geometry, window)})
         instrument = instrument.model_copy(update={"simulation": sim})
-    cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, n_flats=n_flats, n_bias=n_bias,
-                       band=band, exptime=exptime, fwhm_arcsec=fwhm, dec=dec)
+    cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, band=band, exptime=exptime,
+                       fwhm_arcsec=fwhm, dec=dec, **counts)
     sim = instrument.simulation
     counters: dict[str, int] = {}
 

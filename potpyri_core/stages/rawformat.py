@@ -20,6 +20,7 @@ from astropy.wcs import WCS
 from potpyri_core.frames import NO_AMP, AmpFacts, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import Amplifier, InstrumentSettings, parse_section
+from potpyri_core.stages import nir
 
 
 @dataclass(frozen=True)
@@ -125,20 +126,15 @@ def mosaic_shape(places: list[AmpPlacement]) -> tuple[int, int]:
     return max(p.mosaic_y.stop for p in places), max(p.mosaic_x.stop for p in places)
 
 
-def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3, reference_rows: int = 0) -> np.ndarray:
+def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3) -> np.ndarray:
     """Per-row overscan level: clipped row medians smoothed by a Legendre fit.
 
-    Amplifiers without overscan columns but with ``reference_rows`` reference-pixel rows at
-    the bottom and top (NIR arrays) get one level: the median of those rows within the
-    amplifier's columns. Returns one value per row of the data section (zeros when the
-    amplifier has neither).
+    Returns one value per row of the data section (zeros when the amplifier has no
+    overscan; NIR reference pixels are :func:`potpyri_core.stages.nir.reference_level`).
     """
     nrows = place.data_y.stop - place.data_y.start
     if place.bias_x is None:
-        if reference_rows <= 0:
-            return np.zeros(nrows, dtype=np.float32)
-        rows = np.concatenate([raw[:reference_rows, place.data_x], raw[-reference_rows:, place.data_x]])
-        return np.full(nrows, np.median(rows), dtype=np.float32)
+        return np.zeros(nrows, dtype=np.float32)
     cols = raw[place.data_y, place.bias_x]
     # the first two overscan columns next to the data carry charge-transfer tails
     if place.bias_x.start >= place.data_x.stop and cols.shape[1] > 6:
@@ -198,8 +194,9 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
     amp_map = np.full(shape, NO_AMP, np.uint8)
     mask = np.full(shape, int(Bit.NO_DATA), np.uint16)
     amps: list[AmpFacts] = []
-    coadds = det.saturation_times_nreads
-    reads = float(header[coadds]) if coadds and coadds in header else 1.0
+    sums = det.saturation_times_nreads
+    n_coadds = nir.coadds(det, header)
+    reads = (float(header[sums]) if sums and sums in header else 1.0) * n_coadds
     wcs_header = None
     for index, place in enumerate(places):
         ext = hdul[place.amp.hdu]
@@ -211,8 +208,11 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
         facts, sat_adu, nonlin_adu = amplifier_facts(instrument, place.amp, ext.header, header, reads)
         amps.append(facts)
         pix = raw[place.data_y, place.data_x]
-        level = overscan_level(raw, place, reference_rows=det.reference_rows)
-        electrons = (pix - level[:, None]) * facts.gain
+        if place.bias_x is None and det.reference_rows > 0:
+            level = nir.reference_level(raw, place.data_y, place.data_x, det.reference_rows, det.output_channels)
+        else:
+            level = overscan_level(raw, place)[:, None]
+        electrons = nir.linearise(pix - level, det.nonlinearity, n_coadds) * facts.gain
         bits = np.where(pix >= sat_adu, int(Bit.SATURATED), 0).astype(np.uint16)
         if nonlin_adu is not None:
             bits |= np.where((pix >= nonlin_adu) & (bits == 0), int(Bit.NONLINEAR), 0).astype(np.uint16)
@@ -253,7 +253,7 @@ def amplifier_facts(instrument: InstrumentSettings, amp: Amplifier, ext_header: 
 
     Header keywords (``keywords.gain/readnoise/saturate``) win over the settings; the read
     noise comes from ``detector.readnoise_by_reads`` when the frame says how many reads it
-    took; saturation and non-linearity levels are multiplied by the number of coadded reads.
+    took, times the square root of the number of coadds summed; saturation and non-linearity levels are multiplied by the number of coadded reads.
 
     Returns
     -------
@@ -268,6 +268,7 @@ def amplifier_facts(instrument: InstrumentSettings, amp: Amplifier, ext_header: 
         nreads = float(header[det.reads_keyword])
         nearest = min(det.readnoise_by_reads, key=lambda n: abs(np.log(n) - np.log(max(nreads, 1.0))))
         readnoise = det.readnoise_by_reads[nearest]
+    readnoise *= float(np.sqrt(nir.coadds(det, header)))
     sat_adu = float(ext_header[kw.saturate]) if kw.saturate and kw.saturate in ext_header else det.saturation_adu
     sat_adu *= reads
     nonlin = det.nonlinear_adu * reads if det.nonlinear_adu is not None else None
