@@ -115,7 +115,7 @@ def run_sort(p: Pipeline) -> None:
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
     if not opts.include_bad:
         for row in table[table["Type"] == "BAD"]:
-            p.record(str(row["File"]), False, 0.0, f"BAD, not reduced: {row['Reason']}")
+            p.record(str(row["File"]), True, 0.0, f"not reduced: {row['Reason']}", status="BAD")
     science = int(np.sum(p.table["Type"] == "SCIENCE"))
     if science == 0:
         wanted = f" of target {opts.target}" if opts.target else ""
