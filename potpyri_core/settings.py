@@ -194,6 +194,9 @@ class Amplifier(StrictModel):
     """Overscan/reference pixels in the raw extension (1x1); None: header BIASSEC or none."""
     detsec: str | None = None
     """Place in the detector mosaic without gaps (1x1, may be reversed); None: header DETSEC."""
+    readout_start_rows: int = Field(default=0, ge=0)
+    """Raw data rows (as read, at any binning) at the start of each readout whose level does
+    not follow the overscan; flagged BAD at assembly."""
 
     def applies_to(self, header: Any) -> bool:
         """Return True when this amplifier is part of a frame with ``header``."""
