@@ -194,6 +194,9 @@ class Amplifier(StrictModel):
     """Overscan/reference pixels in the raw extension (1x1); None: header BIASSEC or none."""
     detsec: str | None = None
     """Place in the detector mosaic without gaps (1x1, may be reversed); None: header DETSEC."""
+    readout_start_rows: int = Field(default=0, ge=0)
+    """Raw data rows (as read, at any binning) at the start of each readout whose level does
+    not follow the overscan; flagged BAD at assembly."""
 
     def applies_to(self, header: Any) -> bool:
         """Return True when this amplifier is part of a frame with ``header``."""
@@ -334,6 +337,19 @@ class GeometryCCD(StrictModel):
     render rotations and refuses one that moves a pixel by more than 0.25 binned px."""
 
 
+class GeometryBinning(StrictModel):
+    """Raw extension layout at one binning, in binned columns."""
+
+    prescan: int = Field(default=0, ge=0)
+    """Columns before the data (after the overscan when ``overscan_first``)."""
+    overscan: int = Field(default=0, ge=0)
+    rows_before: int = Field(default=0, ge=0)
+    """Raw rows below the data rows (not read from the light-sensitive area the amplifier
+    covers, e.g. the unilluminated rows a pre-processed frame keeps)."""
+    rows_after: int = Field(default=0, ge=0)
+    """Raw rows above the data rows."""
+
+
 class GeometryAmplifier(StrictModel):
     """How one amplifier reads its part of a CCD into its raw extension (simulator side)."""
 
@@ -357,14 +373,9 @@ class GeometryAmplifier(StrictModel):
     """Header patterns that select this amplifier (as ``Amplifier.when``)."""
     cards: dict[str, HeaderValue] = {}
     """Extra cards of this amplifier's extension (EXTNAME, AMPNAME, ...)."""
-
-
-class GeometryBinning(StrictModel):
-    """Raw extension layout at one binning, in binned columns."""
-
-    prescan: int = Field(default=0, ge=0)
-    """Columns before the data (after the overscan when ``overscan_first``)."""
-    overscan: int = Field(default=0, ge=0)
+    layout: dict[int, GeometryBinning] = {}
+    """This amplifier's raw layout per binning when it differs from the geometry's
+    ``binnings`` (e.g. the two sides of a camera with the unread columns on opposite sides)."""
 
 
 class SimulationGeometry(StrictModel):
@@ -393,6 +404,9 @@ class SimulationGeometry(StrictModel):
         for amp in self.amplifiers:
             if amp.ccd >= len(self.ccds):
                 raise ValueError(f"amplifier {amp.hdu}: ccd {amp.ccd} is not in ccds (0..{len(self.ccds) - 1})")
+            if set(amp.layout) - set(self.binnings):
+                raise ValueError(f"amplifier {amp.hdu}: layout for binnings {sorted(set(amp.layout) - set(self.binnings))} "
+                                 f"not in binnings {sorted(self.binnings)}")
         return self
 
 
