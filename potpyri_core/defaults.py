@@ -14,7 +14,18 @@ from potpyri_core import hookimpl
 from potpyri_core.frames import Classification, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import astrometry, calibrate, classify, mask, photometry, psfphot, rawformat, sky, stack
+from potpyri_core.stages import (
+    astrometry,
+    calibrate,
+    classify,
+    header_wcs,
+    mask,
+    photometry,
+    psfphot,
+    rawformat,
+    sky,
+    stack,
+)
 
 
 @hookimpl(trylast=True)
@@ -31,8 +42,12 @@ def potpyri_classify(instrument: InstrumentSettings, header: fits.Header, path: 
 
 @hookimpl(trylast=True)
 def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame:
-    """Default: overscan, trim, gain and mosaic from the amplifier settings and sections."""
-    return rawformat.assemble(instrument, hdul, path, classify.merged_header(instrument, hdul))
+    """Default: overscan, trim, gain and mosaic from the amplifier settings and sections; a
+    celestial starting WCS from the header keywords when the raw WCS is not one."""
+    merged = classify.merged_header(instrument, hdul)
+    frame = rawformat.assemble(instrument, hdul, path, merged)
+    header_wcs.apply_starting_wcs(frame.header, merged, instrument, frame.data.shape)
+    return frame
 
 
 @hookimpl(trylast=True)
@@ -70,12 +85,10 @@ def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], op
 @hookimpl(trylast=True)
 def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, options: Any
                       ) -> astrometry.Solution:
-    """Default: catalog-only solver (voting on offset and rotation), TAN-SIP order 3."""
-    stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, options.fwhm_init)
-    mag = next((reference[c] for c in reference.colnames if c.startswith("mag_")), None)
-    mag = np.zeros(len(reference)) if mag is None else np.nan_to_num(np.asarray(mag, float), nan=99.0)
-    ra, dec = np.asarray(reference["ra"], float), np.asarray(reference["dec"], float)
-    return astrometry.solve_wcs(stars, (ra, dec, mag), frame.wcs, frame.data.shape)
+    """Default: blind solution (triangle matching to the catalog, then astrometry.net), refined
+    on the instrument's known distortion with as many terms as the matched stars allow."""
+    params = astrometry.AstrometryParams(fwhm_pixels=options.fwhm_init)
+    return astrometry.solve_frame(frame, reference, instrument, params)
 
 
 @hookimpl(trylast=True)

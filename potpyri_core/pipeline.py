@@ -49,8 +49,9 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.plugins import PluginManager, process_plugins
 from potpyri_core.settings import InstrumentSettings
-from potpyri_core.stages import photometry, psfphot, resample
+from potpyri_core.stages import align, astrometry, photometry, psfphot, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
+from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.stages.mask import satellite_mask
 
 log = logging.getLogger("potpyri")
@@ -156,19 +157,23 @@ def _astrometry_job(args: tuple) -> tuple[str, bool, float, str]:
         mjd = float(frame.header.get("MJD-OBS", 51544.5))
         at_obs = reference.copy(copy_data=False)
         at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(mjd, format="mjd").jyear)
-        solution = process_plugins().hook.potpyri_solve_wcs(instrument=instrument, frame=frame, reference=at_obs,
-                                                            options=options)
+        try:
+            solution = process_plugins().hook.potpyri_solve_wcs(instrument=instrument, frame=frame,
+                                                                reference=at_obs, options=options)
+        except Exception as exc:  # the frame is marked as failed (left out of the stack)
+            frame.header.update(astrometry.failure_header(f"{type(exc).__name__}: {exc}"))
+            atomic_write(frame.to_hdul(), path)
+            raise
         header = frame.header
         for key in list(header.keys()):
-            if key.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "CDELT", "CRPIX", "CRVAL",
-                               "CTYPE", "CUNIT", "PV1_", "PV2_")) and key != "CTYPE":
+            if key.startswith(WCS_KEY_PREFIXES):
                 del header[key]
-        header.update(solution.wcs.to_header(relax=True))
-        header["RADISP"] = (solution.rms_ra, "astrometric RMS in RA (arcsec)")
-        header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
-        header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
-        atomic_write(frame.to_hdul(), path)
-        return path.name, True, time.perf_counter() - start, f"{solution.n_matched} stars, rms {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\""
+        header.update(astrometry.solution_header(solution))
+        extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
+        atomic_write(frame.to_hdul(extra), path)
+        return path.name, True, time.perf_counter() - start, (
+            f"{solution.n_matched} stars ({solution.backend}, {solution.model}), rms"
+            f" {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\"")
     except Exception as exc:
         return path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
 
@@ -426,6 +431,13 @@ class Pipeline:
                 for r in self._rows("SCIENCE") if self.workspace_path(r["File"]).exists()]
         for name, ok, seconds, message in self._map(_astrometry_job, jobs, "astrometry"):
             self._record("astrometry", name, ok, seconds, message)
+        # frame-to-frame alignment of each target's frames with all their detected sources
+        params = astrometry.AstrometryParams(fwhm_pixels=self.options.fwhm_init)
+        for group in self._science_groups().values() if params.align_frames else []:
+            paths = [self.workspace_path(r["File"]) for r in group if self.workspace_path(r["File"]).exists()]
+            start = time.perf_counter()
+            for name, ok, message in align.align_workspace(paths, self.instrument, params, atomic_write):
+                self._record("align", name, ok, time.perf_counter() - start, message)
 
     def output_grid(self, paths: list[Path]) -> tuple[fits.Header, tuple[int, int], float]:
         """North-up output grid: centre from ``--fieldcenter`` or the frames, side ``out_size``."""
@@ -454,6 +466,15 @@ class Pipeline:
                 paths = [self.workspace_path(r["File"]) for r in group if self.workspace_path(r["File"]).exists()]
                 if not paths:
                     raise RuntimeError("no calibrated frames (frames stage failed or not run)")
+                # frames whose astrometry failed its checks are left out (and named)
+                failed = {p: fits.getheader(p).get("ASTREASN", "") for p in paths
+                          if fits.getheader(p).get("ASTSTAT") == "FAIL"}
+                for p, reason in failed.items():
+                    self._record("stack", p.name, False, 0.0, f"left out of the stack: astrometry failed ({reason})")
+                paths = [p for p in paths if p not in failed]
+                group = group[np.array([self.workspace_path(r["File"]) in paths for r in group], bool)]
+                if not paths:
+                    raise RuntimeError("every frame failed its astrometry")
                 out_header, shape, _ = self.output_grid(paths)
                 results = self._map(_resample_job, [(p, out_header, shape) for p in paths], "resampling")
                 resampled = [Frame(data=d, variance=v, mask=m, header=out_header.copy(), name=name)
@@ -462,6 +483,7 @@ class Pipeline:
                                                       options=self.options)
                 del resampled, results
                 out.header = self._stack_header(out_header, paths, group)
+                out.header["NDROPPED"] = (len(failed), "frames left out: astrometry failed")
                 out.name = targtype
                 nframes = out.meta["nframes"]
                 path = self.stack_path(group)

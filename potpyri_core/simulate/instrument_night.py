@@ -60,7 +60,7 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
 def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int = 2,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8,
+    fwhm: float = 0.8, scene_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -72,6 +72,9 @@ def simulate_instrument_night(
         Must have a ``simulation`` section.
     outdir : Path
         Output folder (raw files, ``truth/``, reference catalogs).
+    scene_overrides : dict, optional
+        Other :class:`~potpyri_core.simulate.scene.SceneConfig` fields, e.g.
+        ``star_density_per_arcmin2`` for a sparse high-latitude field or ``header_offset_arcsec``.
 
     Returns
     -------
@@ -81,7 +84,7 @@ def simulate_instrument_night(
     if instrument.simulation is None:
         raise ValueError(f"{instrument.name} has no simulation format: it cannot be simulated yet")
     cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, n_flats=n_flats, n_bias=n_bias,
-                       band=band, exptime=exptime, fwhm_arcsec=fwhm)
+                       band=band, exptime=exptime, fwhm_arcsec=fwhm, **(scene_overrides or {}))
     sim = instrument.simulation
     counters: dict[str, int] = {}
 

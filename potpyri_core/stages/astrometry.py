@@ -95,6 +95,12 @@ class AstrometryParams(BaseModel):
     """Folder of astrometry.net index files (``potpyri index build``); None: that backend is skipped."""
     solve_field_timeout: float = Field(default=60.0, gt=0)
     """Seconds before ``solve-field`` is stopped."""
+    align_frames: bool = True
+    """Refine the frames of one target against each other with all detected sources."""
+    align_match_radius_arcsec: float = Field(default=1.0, gt=0)
+    """First pairing radius of the frame-to-frame alignment."""
+    align_min_matched: int = Field(default=10, ge=4)
+    """Fewest sources matched to the reference frame for an alignment."""
 
 
 @dataclass

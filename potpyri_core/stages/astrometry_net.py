@@ -92,7 +92,8 @@ def solve(xy: np.ndarray, flux: np.ndarray, shape: tuple[int, int], start: WCS, 
             "--scale-low", f"{scale * (1 - scale_tolerance):.6f}", "--scale-high", f"{scale * (1 + scale_tolerance):.6f}",
             "--ra", f"{centre[0]:.6f}", "--dec", f"{centre[1]:.6f}", "--radius", f"{radius:.4f}",
             "--crpix-center", "--no-tweak", "--cpulimit", str(math.ceil(timeout)), "--new-fits", "none",
-            "--match", "none", "--rdls", "none", "--corr", "none", "--index-xyls", "none", "--wcs", "solution.wcs",
+            "--odds-to-solve", "1e6", "--odds-to-tune-up", "1e4", "--objs", "60",
+            "--match", "none", "--rdls", "none", "--corr", "none", "--index-xyls", "none", "--wcs", str(work / "solution.wcs"),
         ]
         try:
             run = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 30, check=False)
@@ -165,8 +166,15 @@ def build_index(ra: np.ndarray, dec: np.ndarray, mag: np.ndarray, out_dir: str |
                        "-I", str(unique_id + k), "-j", f"{jitter_arcsec:g}", "-n", "20", "-p", "32", "-M",
                        "-t", tmp]
             run = subprocess.run(command, capture_output=True, text=True, check=False)
+            output = run.stderr + run.stdout
+            if "did not create any quads" in output.lower():
+                path.unlink(missing_ok=True)  # too few stars at this scale: the other scales remain
+                continue
             if run.returncode != 0 or not path.exists():
-                tail = (run.stderr.strip() or run.stdout.strip()).splitlines()[-1:] or ["no output"]
+                tail = output.strip().splitlines()[-1:] or ["no output"]
                 raise SolveFieldError(f"build-astrometry-index failed for quads {lo:.2f}-{hi:.2f}': {tail[0]}")
             written.append(path)
+    if not written:
+        raise SolveFieldError(f"no index built: {len(table)} catalog stars make no quads of"
+                              f" {field_arcmin / 6:.2f}-{field_arcmin:.2f}'")
     return written

@@ -221,13 +221,17 @@ def apply_starting_wcs(header: fits.Header, raw_header: Any, instrument: Instrum
     Returns
     -------
     str
-        Where the starting WCS came from: ``"header"`` or ``"pointing"``.
+        Where the starting WCS came from: ``"header"``, ``"pointing"``, or ``"none"`` when the
+        header has neither (calibration frames: the header is left as it is).
     """
     if instrument.header_wcs.celestial_wcs and is_celestial(header):
         header["WCSORIG"] = ("header", "starting WCS: the raw celestial header WCS")
         return "header"
+    settings = instrument.header_wcs
+    if settings.ra_keyword not in raw_header or settings.dec_keyword not in raw_header:
+        header["WCSORIG"] = ("none", "no celestial WCS and no pointing keywords")
+        return "none"  # calibration frames
     binning = int(str(header.get("BINNING", "1x1")).lower().split("x")[0])
-    merged = dict(raw_header.items()) if hasattr(raw_header, "items") else raw_header
-    replace_wcs(header, starting_wcs(merged, instrument, shape, binning))
+    replace_wcs(header, starting_wcs(raw_header, instrument, shape, binning))
     header["WCSORIG"] = ("pointing", "starting WCS from pointing and PA keywords")
     return "pointing"
