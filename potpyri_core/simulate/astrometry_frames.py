@@ -58,6 +58,7 @@ def simulate_frame(
     exptime: float = 120.0,
     ra: float = 185.0,
     dec: float = 30.0,
+    dither_arcsec: tuple[float, float] = (0.0, 0.0),
 ) -> AstrometryFrame:
     """Render one sky-subtracted frame in electrons with its truth.
 
@@ -82,20 +83,23 @@ def simulate_frame(
     header_pa_error_deg : float
         Error of the position angle written in the header.
     header_flip : bool, optional
-        Parity the header claims (default: the true parity).
+        Parity the header WCS claims (default: the true parity); with ``pointing_keywords``
+        the starting WCS has the instrument's parity whatever the truth.
     pointing_keywords : bool
         Write only RA/Dec (sexagesimal) and the PA keyword (no header WCS), like LRIS.
     fwhm_arcsec, exptime : float
         Seeing and exposure time.
     ra, dec : float
-        True field centre (deg).
+        Centre of the sky field (deg); the same seed gives the same stars.
+    dither_arcsec : tuple of float
+        Offset (east, north) of the frame centre from the field centre (up to 60").
     """
     rng = np.random.default_rng(seed)
     ny, nx = shape
     scale = instrument.pixel_scale * binning
     area = nx * ny * scale**2 / 3600.0
     cfg = SceneConfig(shape=shape, pixel_scale=scale, ra=ra, dec=dec, fwhm_arcsec=fwhm_arcsec, exptime=exptime,
-                      n_science=1, dither_arcsec=0.0, header_offset_arcsec=0.0,
+                      n_science=1, dither_arcsec=0.0, header_offset_arcsec=60.0,  # margin for dithers
                       star_density_per_arcmin2=n_gaia / (GAIA_FRACTION * area), sky_mag_per_arcsec2=21.0,
                       zeropoint=28.2, seed=seed, epoch=2026.0, ref_epoch=2016.0)
     truth = make_truth_catalog(cfg, rng)
@@ -103,7 +107,8 @@ def simulate_frame(
     true.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"] if instrument.header_wcs.distortion_k3 else ["RA---TAN",
                                                                                                   "DEC--TAN"]
     true.wcs.crpix = [(nx + 1) / 2.0, (ny + 1) / 2.0]
-    true.wcs.crval = [ra, dec]
+    ra_c, dec_c = _offset_sky(ra, dec, dither_arcsec[0], dither_arcsec[1])
+    true.wcs.crval = [float(ra_c), float(dec_c)]
     true.wcs.cd = cd_matrix(scale, pa_deg, flip)
     true.wcs.radesys = "ICRS"
     if instrument.header_wcs.distortion_k3:
@@ -123,7 +128,7 @@ def simulate_frame(
 
     theta = rng.uniform(0, 2 * math.pi)
     offset = pointing_error_arcsec * math.sqrt(rng.uniform())
-    ra_h, dec_h = _offset_sky(ra, dec, offset * math.cos(theta), offset * math.sin(theta))
+    ra_h, dec_h = _offset_sky(float(ra_c), float(dec_c), offset * math.cos(theta), offset * math.sin(theta))
     header_pa = pa_deg + header_pa_error_deg
     claimed_flip = flip if header_flip is None else header_flip
     raw = fits.Header()
@@ -136,9 +141,7 @@ def simulate_frame(
         raw[settings.dec_keyword] = centre.dec.to_string(sep=":", precision=1, alwayssign=True)
         if settings.pa_keyword:
             raw[settings.pa_keyword] = (header_pa - settings.pa_offset) * settings.pa_sign
-        header["CTYPE1"], header["CTYPE2"] = "PANE_X", "PANE_Y"
-        if claimed_flip != settings.flip:
-            raise ValueError("with pointing keywords the header parity is the instrument's setting")
+        header["CTYPE1"], header["CTYPE2"] = "PANE_X", "PANE_Y"  # a detector WCS, as LRIS writes
     else:
         head = WCS(naxis=2)
         head.wcs.ctype = ["RA---TAN", "DEC--TAN"]

@@ -12,12 +12,13 @@ import math
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 
 
 class SolveFieldError(RuntimeError):
@@ -104,7 +105,9 @@ def solve(xy: np.ndarray, flux: np.ndarray, shape: tuple[int, int], start: WCS, 
             tail = (run.stderr.strip() or run.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise SolveFieldError(f"solve-field found no solution (exit {run.returncode}: {tail[0]})")
         header = fits.getheader(wcs_path)
-    wcs = WCS(header, relax=True)
+    with warnings.catch_warnings():  # the .wcs file is a header without pixels
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header, relax=True)
     wcs.pixel_shape = (nx, ny)
     return wcs
 

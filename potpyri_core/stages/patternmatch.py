@@ -157,7 +157,8 @@ def match_points(
     max_offset : float
         Largest distance (target units) of the source origin from the target origin.
     match_radius : float
-        Pairing radius (target units) when verifying a transform.
+        Pairing radius (target units) while refining a proposal; the refined transform's
+        pairs are counted within a third of it.
     allow_flip : bool
         Also try transforms with a reflection.
     max_rotation : float or None
@@ -227,10 +228,11 @@ def match_points(
             if len(si) < 3:
                 break
             transform = fit_similarity(source[si], target[ti], bool(flip[i]))
+        # the refined transform is counted with a tighter radius: chance pairs become rarer
         moved = transform.apply(source)
-        si, ti = _pairs(tree, moved, match_radius)
+        si, ti = _pairs(tree, moved, match_radius / 3.0)
         inside = np.all((moved > lo) & (moved < hi), axis=1).sum()
-        expected = inside * density * np.pi * match_radius**2
+        expected = inside * density * np.pi * (match_radius / 3.0) ** 2
         probability = float(poisson.sf(max(len(si) - 3, 0) - 1, expected)) * n_tried
         if best is None or len(si) > len(best.source_index) or (
                 len(si) == len(best.source_index) and probability < best.false_alarm):

@@ -21,7 +21,7 @@ import numpy as np
 from astropy.wcs import WCS, Sip
 from scipy.spatial import cKDTree
 
-from potpyri_core.stages.header_wcs import inverse_sip
+from potpyri_core.stages.header_wcs import inverse_sip, least_squares
 
 
 class FitError(RuntimeError):
@@ -120,24 +120,60 @@ def _solve(uv: np.ndarray, lhs: np.ndarray, plane: np.ndarray, model: str, order
         design = np.zeros((2 * n, 4))
         design[:n] = np.column_stack([xi, eta, np.ones(n), np.zeros(n)])
         design[n:] = np.column_stack([parity * eta, -parity * xi, np.zeros(n), np.ones(n)])
-        sol, *_ = np.linalg.lstsq(design, np.concatenate([lhs[:, 0], lhs[:, 1]]), rcond=None)
+        sol = least_squares(design, np.concatenate([lhs[:, 0], lhs[:, 1]]))
         ma, mb, tu, tv = sol
         matrix = np.array([[ma, mb], [-parity * mb, parity * ma]])
         return matrix, np.array([tu, tv]), da, db
     norm = max(float(np.max(np.abs(uv))), 1.0)
     poly = [-((u / norm) ** p) * (v / norm) ** q for p, q in terms]
     design = np.column_stack([xi, eta, np.ones(n), *poly])
-    su, *_ = np.linalg.lstsq(design, lhs[:, 0], rcond=None)
-    sv, *_ = np.linalg.lstsq(design, lhs[:, 1], rcond=None)
+    su = least_squares(design, lhs[:, 0])
+    sv = least_squares(design, lhs[:, 1])
     for k, (p, q) in enumerate(terms):
         da[p, q] = su[3 + k] / norm ** (p + q)
         db[p, q] = sv[3 + k] / norm ** (p + q)
     return np.array([su[:2], sv[:2]]), np.array([su[2], sv[2]]), da, db
 
 
+FEW_STARS = 20
+"""Up to this many matched stars, wrong pairs are looked for by leaving each star out."""
+
+
+def _fit(uv: np.ndarray, lhs: np.ndarray, plane: np.ndarray, model: str, order: int, parity: float
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_solve` plus the pixel residual of every star."""
+    matrix, shift, da, db = _solve(uv, lhs, plane, model, order, parity)
+    resid = lhs - (plane @ matrix.T + shift) + np.column_stack([_poly(da, *uv.T), _poly(db, *uv.T)])
+    return matrix, shift, da, db, np.hypot(*resid.T)
+
+
+def _worst_star(uv: np.ndarray, lhs: np.ndarray, plane: np.ndarray, model: str, order: int, parity: float
+                ) -> int | None:
+    """Index of a star inconsistent with all the others, or None.
+
+    Each star is left out in turn; if the fit of the others is five times tighter than the
+    fit of all and predicts the star left out ten times worse than their own scatter, that
+    star is a wrong pair.
+    """
+    n = len(uv)
+    full = float(np.sqrt(np.mean(_fit(uv, lhs, plane, model, order, parity)[4] ** 2)))
+    best, best_rms, best_miss = None, np.inf, 0.0
+    for j in range(n):
+        keep = np.arange(n) != j
+        matrix, shift, da, db, pix = _fit(uv[keep], lhs[keep], plane[keep], model, order, parity)
+        rms = float(np.sqrt(np.mean(pix**2)))
+        pred = plane[j] @ matrix.T + shift - np.array([_poly(da, *uv[j:j + 1].T)[0], _poly(db, *uv[j:j + 1].T)[0]])
+        if rms < best_rms:
+            best, best_rms, best_miss = j, rms, float(np.hypot(*(lhs[j] - pred)))
+    if best is None or not (best_rms * 5.0 < full and best_miss > 10.0 * max(best_rms, 0.02)):
+        return None
+    return best
+
+
 def build_wcs(crpix: np.ndarray, crval: tuple[float, float], cd: np.ndarray, a: np.ndarray, b: np.ndarray,
-              shape: tuple[int, int]) -> WCS:
-    """A TAN (or TAN-SIP when ``a``/``b`` are not all zero) WCS with a fitted SIP inverse."""
+              shape: tuple[int, int], inverse: bool = True) -> WCS:
+    """A TAN (or TAN-SIP when ``a``/``b`` are not all zero) WCS, with a fitted SIP inverse
+    (AP/BP) unless ``inverse`` is False."""
     wcs = WCS(naxis=2)
     wcs.wcs.crpix = list(crpix)
     wcs.wcs.crval = list(crval)
@@ -145,7 +181,7 @@ def build_wcs(crpix: np.ndarray, crval: tuple[float, float], cd: np.ndarray, a: 
     wcs.wcs.radesys = "ICRS"
     if np.any(a) or np.any(b):
         wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
-        ap, bp = inverse_sip(a, b, max(shape) / 2.0, order=max(a.shape[0] + 1, 4))
+        ap, bp = inverse_sip(a, b, max(shape) / 2.0, order=max(a.shape[0] + 1, 4)) if inverse else (None, None)
         wcs.sip = Sip(a, b, ap, bp, wcs.wcs.crpix)
     else:
         wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
@@ -231,15 +267,24 @@ def fit_wcs(
             model, order = max_model, 0
         for _ in range(3):
             plane = tangent_plane(ra[ri], dec[ri], *crval)
-            matrix, shift, da, db = _solve(uv[si], lhs[si], plane, model, order, parity)
-            resid = lhs[si] - (plane @ matrix.T + shift)
-            resid += np.column_stack([_poly(da, *uv[si].T), _poly(db, *uv[si].T)])
-            pix = np.hypot(*resid.T)
+            matrix, shift, da, db, pix = _fit(uv[si], lhs[si], plane, model, order, parity)
             sigma = 1.4826 * np.median(pix) + 1e-6
             keep = pix < max(clip_sigma * sigma, 1e-3)
             if keep.sum() < min_matched or keep.all():
                 break
             si, ri = si[keep], ri[keep]
+        # few stars: a wrong pair is absorbed by the fit and hides from sigma clipping; drop the
+        # star whose removal shrinks the scatter of the others most, while that is decisive
+        while len(si) <= FEW_STARS:
+            plane = tangent_plane(ra[ri], dec[ri], *crval)
+            worst = _worst_star(uv[si], lhs[si], plane, model, order, parity)
+            if worst is None:
+                break
+            si, ri = np.delete(si, worst), np.delete(ri, worst)
+            if len(si) < min_matched:
+                raise FitError(f"only {len(si)} consistent stars within {radius:.2f}\" (need {min_matched})")
+            matrix, shift, da, db, pix = _fit(uv[si], lhs[si], tangent_plane(ra[ri], dec[ri], *crval), model,
+                                              order, parity)
         inv = np.linalg.inv(matrix)
         tangent = -(inv @ shift)
         new_crval = from_tangent_plane(tangent, *crval)
@@ -250,7 +295,8 @@ def fit_wcs(
         b[:b0.shape[0], :b0.shape[1]] += b0
         a[:da.shape[0], :da.shape[1]] += da
         b[:db.shape[0], :db.shape[1]] += db
-        wcs = build_wcs(crpix, (float(new_crval[0][0]), float(new_crval[1][0])), inv / 3600.0, a, b, shape)
+        wcs = build_wcs(crpix, (float(new_crval[0][0]), float(new_crval[1][0])), inv / 3600.0, a, b, shape,
+                        inverse=False)
         fitted = wcs.all_pix2world(xy[si], 0)
         d = tangent_plane(ra[ri], dec[ri], fitted[:, 0].mean(), fitted[:, 1].mean())
         f = tangent_plane(fitted[:, 0], fitted[:, 1], fitted[:, 0].mean(), fitted[:, 1].mean())
@@ -259,4 +305,7 @@ def fit_wcs(
         scatter = 1.4826 * np.median(np.hypot(*residuals.T))
         radius = max(min_radius, min(radius, 5.0 * scatter + 0.1))
     assert result is not None
+    final = result.wcs
+    a, b = sip_arrays(final, final.sip.a_order) if final.sip is not None else (np.zeros((1, 1)), np.zeros((1, 1)))
+    result.wcs = build_wcs(crpix, tuple(final.wcs.crval), final.wcs.cd, a, b, shape)
     return result
