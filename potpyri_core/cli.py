@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from potpyri_core import __version__
+from potpyri_core.cli_index import index
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.plugins import PluginManager, UnknownInstrumentError
 
@@ -130,6 +131,8 @@ def simulate(instrument: str, outdir: Path, **kw) -> None:
     for key, value in paths.items():
         click.echo(f"  {key}: {value}")
 
+
+main.add_command(index)
 
 if __name__ == "__main__":
     main()
