@@ -87,7 +87,7 @@ def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: T
                       ) -> astrometry.Solution:
     """Default: blind solution (triangle matching to the catalog, then astrometry.net), refined
     on the instrument's known distortion with as many terms as the matched stars allow."""
-    params = astrometry.AstrometryParams(fwhm_pixels=options.fwhm_init)
+    params = astrometry.AstrometryParams(fwhm_init=options.fwhm_init)
     return astrometry.solve_frame(frame, reference, instrument, params)
 
 

@@ -432,7 +432,7 @@ class Pipeline:
         for name, ok, seconds, message in self._map(_astrometry_job, jobs, "astrometry"):
             self._record("astrometry", name, ok, seconds, message)
         # frame-to-frame alignment of each target's frames with all their detected sources
-        params = astrometry.AstrometryParams(fwhm_pixels=self.options.fwhm_init)
+        params = astrometry.AstrometryParams(fwhm_init=self.options.fwhm_init)
         for group in self._science_groups().values() if params.align_frames else []:
             paths = [self.workspace_path(r["File"]) for r in group if self.workspace_path(r["File"]).exists()]
             start = time.perf_counter()

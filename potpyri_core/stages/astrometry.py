@@ -85,7 +85,7 @@ class AstrometryParams(BaseModel):
     """Nearest neighbours each star forms triangles with."""
     invariant_tolerance: float = Field(default=0.012, gt=0)
     """Tolerance on the triangle side ratios."""
-    fwhm_pixels: float = Field(default=5.0, gt=0)
+    fwhm_init: float = Field(default=5.0, gt=0)
     """Stellar FWHM (px) for detection and centroids."""
     detect_snr: float = Field(default=10.0, gt=0)
     """Detection threshold (S/N of a star)."""
@@ -277,7 +277,7 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
                          max_offset=max_offset, match_radius=params.match_radius_arcsec,
                          allow_flip=params.allow_flip, max_rotation=max_rotation,
                          neighbours=params.pattern_neighbours, invariant_tolerance=params.invariant_tolerance,
-                         false_alarm=params.false_alarm, min_matched=min(params.min_matched, 5))
+                         false_alarm=params.false_alarm, min_matched=params.min_matched)
     transform = match.transform
     wcs = start.deepcopy()
     wcs.wcs.cd = transform.matrix @ start.wcs.cd
@@ -368,9 +368,9 @@ def solve_frame(frame: Frame, reference: Table, instrument: InstrumentSettings, 
     shape = frame.data.shape
     start = start_wcs(frame, instrument)
     if stars is None:
-        stars = detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, params.fwhm_pixels,
+        stars = detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, params.fwhm_init,
                              nmax=params.max_detections, snr=params.detect_snr)
-    stars = away_from_border(stars, shape, params.fwhm_pixels)
+    stars = away_from_border(stars, shape, params.fwhm_init)
     xy = np.column_stack([np.asarray(stars["x"], float), np.asarray(stars["y"], float)])
     flux = np.asarray(stars["flux"], float)
     ra, dec, mag = reference_columns(reference)

@@ -41,11 +41,6 @@ class Similarity:
         """True when the transform includes a reflection."""
         return bool(np.linalg.det(self.matrix) < 0)
 
-    @property
-    def rotation(self) -> float:
-        """Rotation (deg) of the source +y axis in the target frame (after any flip of x)."""
-        return float(np.degrees(np.arctan2(-self.matrix[0, 1], self.matrix[1, 1])))
-
     def apply(self, xy: np.ndarray) -> np.ndarray:
         """Transform ``(n, 2)`` source points."""
         return xy @ self.matrix.T + self.offset
@@ -162,8 +157,8 @@ def match_points(
     allow_flip : bool
         Also try transforms with a reflection.
     max_rotation : float or None
-        Largest rotation (deg) about the expected orientation (identity or, with a flip,
-        reflection of x); None for any rotation.
+        Largest rotation (deg) about the expected orientation (the identity, or a reflection
+        when flipped); None for any rotation.
     neighbours : int
         Nearest neighbours each point forms triangles with.
     invariant_tolerance : float
