@@ -1,4 +1,4 @@
-"""The ``potpyri`` command: reduce, sort, instruments, simulate."""
+"""The ``potpyri`` command: reduce, sort, instruments, simulate, catalogs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from potpyri_core import __version__
+from potpyri_core.cli_catalogs import catalogs
 from potpyri_core.cli_index import index
 from potpyri_core.options import STAGES, RunOptions
+from potpyri_core.params import CORE_STEPS
 from potpyri_core.plugins import PluginManager, UnknownInstrumentError
 
 
@@ -59,54 +61,90 @@ def sort(instrument: str, data_path: Path, file_list_name: str, proc: int) -> No
     pm = PluginManager()
     settings = _instrument(pm, instrument)
     _warn_problems(pm)
-    table = sort_night(settings, data_path, file_list_name, redo=True, workers=proc)
+    table = sort_night(settings, data_path, file_list_name, redo=True, workers=proc, plugins=pm.spec)
     for kind in sorted(set(table["Type"])):
         click.echo(f"{kind:<8}{int((table['Type'] == kind).sum())}")
     click.echo(f"wrote {data_path / file_list_name}")
+
+
+def _default(name: str) -> str:
+    """The run option's default, for the help text (RunOptions holds the only defaults)."""
+    return f" (default {RunOptions.model_fields[name].default})"
+
+
+def _param_default(step: str, name: str) -> str:
+    return f" (default {CORE_STEPS[step].model_fields[name].default}; the {step}.{name} parameter)"
 
 
 @main.command()
 @click.argument("instrument")
 @click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--target", default=None, help="Reduce only this target (calibrations are always used).")
-@click.option("--proc", default=2, show_default=True, help="Processes (the frame is the unit of parallelism).")
+@click.option("--proc", type=int, default=None, help="Processes (the frame is the unit of parallelism)." + _default("proc"))
 @click.option("--include-bad", is_flag=True, help="Also reduce frames classified BAD or SPEC.")
 @click.option("--no-redo-sort", is_flag=True, help="Reuse file_list.txt as it is (keeps a person's edits).")
-@click.option("--file-list-name", default="file_list.txt", show_default=True, help="Name of the file list.")
-@click.option("--phot-sn-min", default=10.0, show_default=True, help="Lowest S/N of zero-point stars.")
-@click.option("--phot-sn-max", default=500.0, show_default=True, help="Highest S/N of zero-point stars.")
-@click.option("--fwhm-init", default=5.0, show_default=True, help="First guess of the FWHM (pixels).")
+@click.option("--file-list-name", default=None, help="Name of the file list." + _default("file_list_name"))
+@click.option("--phot-sn-min", type=float, default=None, help="Lowest S/N of zero-point stars."
+              + _param_default("photometry", "sn_min"))
+@click.option("--phot-sn-max", type=float, default=None, help="Highest S/N of zero-point stars."
+              + _param_default("photometry", "sn_max"))
+@click.option("--fwhm-init", type=float, default=None, help="First guess of the FWHM (pixels)."
+              + _param_default("photometry", "fwhm_init"))
 @click.option("--skip-skysub", is_flag=True, help="Do not subtract the sky.")
 @click.option("--skip-flatten", is_flag=True, help="Do not divide by a flat.")
 @click.option("--skip-cr", is_flag=True, help="Do not flag cosmic rays.")
 @click.option("--skip-gaia", is_flag=True, help="Keep the header WCS (no astrometric solution).")
 @click.option("--fieldcenter", nargs=2, type=float, default=None, help="RA DEC (deg) of the stack centre.")
 @click.option("--out-size", type=int, default=None, help="Side of the stack in unbinned pixels.")
-@click.option("--stages", multiple=True, type=click.Choice(STAGES), help="Run only these stages (repeat).")
+@click.option("--stages", multiple=True, help=f"Run only these stages (repeat): {', '.join(STAGES)}, and any"
+              " stage a plugin adds.")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Saved catalog (FITS/CSV/ECSV, VizieR or Gaia-archive columns) instead of a query; repeat.")
+@click.option("-p", "--param", "params", multiple=True, metavar="STEP.NAME=VALUE",
+              help="Set a step parameter, e.g. -p cosmic_rays.sigclip=4.5 (repeat; see docs/plugins.md).")
 def reduce(instrument: str, data_path: Path, **kw) -> None:
     """Reduce the night in DATA_PATH taken with INSTRUMENT (products in DATA_PATH/red)."""
+    from potpyri_core.params import ParameterError, overrides_from_cli
     from potpyri_core.pipeline import Pipeline, setup_logging
 
     pm = PluginManager()
     settings = _instrument(pm, instrument)
+    if not kw["catalogs"]:
+        pm.catalog_sources()  # catalog problems (nothing installed, unknown names) are warned up front
     _warn_problems(pm)
+    try:
+        layer = overrides_from_cli(_option_params(kw) + list(kw["params"]))
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from exc
+    given = {
+        "target": kw["target"], "proc": kw["proc"], "file_list_name": kw["file_list_name"],
+        "fieldcenter": kw["fieldcenter"] or None, "out_size": kw["out_size"], "stages": tuple(kw["stages"]) or None,
+    }
     options = RunOptions(
-        target=kw["target"], proc=kw["proc"], include_bad=kw["include_bad"], redo_sort=not kw["no_redo_sort"],
-        file_list_name=kw["file_list_name"], phot_sn_min=kw["phot_sn_min"], phot_sn_max=kw["phot_sn_max"],
-        fwhm_init=kw["fwhm_init"], skip_skysub=kw["skip_skysub"], skip_flatten=kw["skip_flatten"],
-        skip_cr=kw["skip_cr"], skip_gaia=kw["skip_gaia"], fieldcenter=kw["fieldcenter"] or None,
-        out_size=kw["out_size"], stages=tuple(kw["stages"]) or STAGES, catalogs=tuple(kw["catalogs"]),
+        **{k: v for k, v in given.items() if v is not None}, include_bad=kw["include_bad"],
+        redo_sort=not kw["no_redo_sort"], skip_skysub=kw["skip_skysub"], skip_flatten=kw["skip_flatten"],
+        skip_cr=kw["skip_cr"], skip_gaia=kw["skip_gaia"], catalogs=tuple(kw["catalogs"]), params=layer,
     )
+    try:
+        pipeline = Pipeline(settings, data_path, options, pm)
+    except (ParameterError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
     log_path = setup_logging(data_path / "red", settings.name)
-    summary = Pipeline(settings, data_path, options, pm).run()
+    summary = pipeline.run()
     click.echo(summary.table())
     for path in summary.stacks:
         click.echo(f"stack: {path}")
     click.echo(f"log: {log_path}")
     if summary.failures:
         sys.exit(1)
+
+
+def _option_params(kw: dict) -> list[str]:
+    """POTPyRI's named options as parameter overrides (``--fwhm-init`` sets the first FWHM
+    guess of both astrometry and photometry)."""
+    pairs = [("phot_sn_min", ["photometry.sn_min"]), ("phot_sn_max", ["photometry.sn_max"]),
+             ("fwhm_init", ["photometry.fwhm_init", "astrometry.fwhm_init"])]
+    return [f"{target}={kw[option]}" for option, targets in pairs if kw[option] is not None for target in targets]
 
 
 @main.command()
@@ -132,6 +170,7 @@ def simulate(instrument: str, outdir: Path, **kw) -> None:
         click.echo(f"  {key}: {value}")
 
 
+main.add_command(catalogs)
 main.add_command(index)
 
 if __name__ == "__main__":

@@ -9,10 +9,20 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS
 
 from potpyri_core import hookimpl
 from potpyri_core.frames import Classification, Frame
-from potpyri_core.maskbits import Bit
+from potpyri_core.params import (
+    AstrometryParams,
+    CalibrationParams,
+    CosmicRayParams,
+    PhotometryParams,
+    ResampleParams,
+    SatelliteParams,
+    SkyParams,
+    StackParams,
+)
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stages import (
     astrometry,
@@ -23,9 +33,10 @@ from potpyri_core.stages import (
     photometry,
     psfphot,
     rawformat,
+    resample,
     sky,
-    stack,
 )
+from potpyri_core.stages import stack as stacking
 
 
 @hookimpl(trylast=True)
@@ -51,75 +62,85 @@ def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: P
 
 
 @hookimpl(trylast=True)
-def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], options: Any) -> Frame:
+def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], group: str,
+                              params: CalibrationParams) -> Frame:
     """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat."""
-    group = options.get("group", kind) if isinstance(options, dict) else kind
-    return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group)
+    return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group, params)
 
 
 @hookimpl(trylast=True)
 def potpyri_apply_calibrations(instrument: InstrumentSettings, frame: Frame, masters: dict[str, Frame],
-                               options: Any) -> Frame:
+                               params: CalibrationParams) -> Frame:
     """Default: bias, dark, flat and the error map."""
     return calibrate.apply_calibrations(frame, masters, float(frame.meta["exptime"]))
 
 
 @hookimpl(trylast=True)
-def potpyri_mask(instrument: InstrumentSettings, frame: Frame, options: Any) -> np.ndarray:
-    """Default: cosmic rays (unless skipped) and a grown halo around saturated pixels."""
-    bits = mask.grow(frame.mask, Bit.SATURATED, 2).astype(np.uint16) * np.uint16(Bit.NEIGHBOUR)
-    if not options.skip_cr:
-        sat_e = instrument.detector.saturation_adu * min(a.gain for a in instrument.detector.amplifiers)
-        crs = mask.cosmic_ray_mask(frame, saturation_e=sat_e)
-        bits |= crs.astype(np.uint16) * np.uint16(Bit.COSMIC_RAY)
-        frame.header["NCRPIX"] = (int(crs.sum()), "pixels flagged as cosmic rays")
-    return bits
+def potpyri_mask_cosmic_rays(instrument: InstrumentSettings, frame: Frame, params: CosmicRayParams) -> np.ndarray:
+    """Default: astroscrappy on the gap-filled, mirror-padded frame."""
+    return mask.cosmic_ray_mask(frame, params)
 
 
 @hookimpl(trylast=True)
-def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> list[Frame]:
-    """Default: a 2-D background per frame (optical)."""
-    return [sky.subtract_sky(f) for f in frames]
+def potpyri_subtract_sky(instrument: InstrumentSettings, frames: list[Frame], params: SkyParams) -> list[Frame]:
+    """Default: a 2-D background per frame (optical) or the sky from the dithers (NIR)."""
+    if params.method == "dither":
+        return sky.subtract_dither_sky(frames, params)
+    return [sky.subtract_sky(f, params) for f in frames]
 
 
 @hookimpl(trylast=True)
-def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, options: Any
+def potpyri_mask_satellites(instrument: InstrumentSettings, frame: Frame, params: SatelliteParams) -> np.ndarray:
+    """Default: long straight segments of the S/N image."""
+    return mask.satellite_mask(frame.data, np.sqrt(frame.variance), frame.mask, params)
+
+
+@hookimpl(trylast=True)
+def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, params: AstrometryParams
                       ) -> astrometry.Solution:
     """Default: blind solution (triangle matching to the catalog, then astrometry.net), refined
     on the instrument's known distortion with as many terms as the matched stars allow."""
-    params = astrometry.AstrometryParams(fwhm_init=options.fwhm_init)
     return astrometry.solve_frame(frame, reference, instrument, params)
 
 
 @hookimpl(trylast=True)
-def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], options: Any) -> Frame:
-    """Default: per-frame inverse-variance weights, clipped mean (``stacking.sigma``), or a
-    median when the instrument's ``stacking.method`` says so."""
-    weights = [stack.frame_weight(f.variance, f.mask) for f in frames]
-    data, var, mask, nframes = stack.combine([f.data for f in frames], [f.variance for f in frames],
-                                             [f.mask for f in frames], weights, sigma=instrument.stacking.sigma,
-                                             method=instrument.stacking.method)
-    out = Frame(data=data, variance=var, mask=mask, header=frames[0].header.copy(), name="stack")
+def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.Header, shape: tuple[int, int],
+                     params: ResampleParams) -> Frame:
+    """Default: bilinear resampling with the variance propagated with the squared weights."""
+    exptime = float(frame.header["EXPTIME"])
+    data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
+                                        WCS(grid), shape, step=params.grid_step)
+    return Frame(data=data, variance=var, mask=bits, header=grid.copy(), name=frame.name)
+
+
+@hookimpl(trylast=True)
+def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: StackParams) -> Frame:
+    """Default: per-frame inverse-variance weights, clipped mean, or a median."""
+    weights = [stacking.frame_weight(f.variance, f.mask) for f in frames]
+    data, var, bits, nframes = stacking.combine([f.data for f in frames], [f.variance for f in frames],
+                                                [f.mask for f in frames], weights, sigma=params.sigma,
+                                                snoise=params.snoise, method=params.method)
+    out = Frame(data=data, variance=var, mask=bits, header=frames[0].header.copy(), name="stack")
     out.meta["nframes"] = nframes
     out.meta["weights"] = weights
     return out
 
 
 @hookimpl(trylast=True)
-def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, options: Any) -> photometry.ApertureResult:
+def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: PhotometryParams
+                       ) -> photometry.ApertureResult:
     """Default: aperture photometry with an aperture correction and empty-aperture depth, then
     PSF photometry with an ePSF built from the stack's stars (skipped, with a warning, when
     too few stars qualify)."""
-    result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs,
-                                                  options.fwhm_init)
+    result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, params)
     return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result)
 
 
 @hookimpl(trylast=True)
 def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
-                      options: Any) -> dict[str, Any]:
+                      params: PhotometryParams) -> dict[str, Any]:
     """Default: clipped weighted mean of catalog minus instrumental magnitudes."""
-    return photometry.zero_point(sources, reference, band, options.phot_sn_min, options.phot_sn_max)
+    return photometry.zero_point(sources, reference, band, params.sn_min, params.sn_max, params.match_arcsec)
 
 
 @hookimpl(trylast=True)
@@ -128,4 +149,3 @@ def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int
     seed = zlib.crc32(f"{exposure.kind}-{exposure.index}-{exposure.config.seed}".encode())
     rng = np.random.default_rng(seed)
     return rawformat.pack(instrument, exposure, binning, rng)
-

@@ -19,6 +19,7 @@ from astropy.io import ascii
 from astropy.table import Table
 
 from potpyri_core.frames import Classification
+from potpyri_core.plugins import PluginSpec, plugins_for
 from potpyri_core.settings import InstrumentSettings
 
 COLUMNS = ["File", "Target", "TargType", "Filter", "Amp", "Binning", "Exp", "Type", "CalType", "Time", "Reason"]
@@ -33,11 +34,9 @@ def find_raw_files(data_path: Path, patterns: list[str]) -> list[Path]:
     )
 
 
-def _classify_one(args: tuple[InstrumentSettings, Path]) -> Classification:
-    from potpyri_core.plugins import process_plugins
-
-    instrument, path = args
-    hook = process_plugins().hook
+def _classify_one(args: tuple[PluginSpec, InstrumentSettings, Path]) -> Classification:
+    spec, instrument, path = args
+    hook = plugins_for(spec).for_instrument(instrument.name)
     try:
         header = hook.potpyri_read_header(instrument=instrument, path=path)
     except Exception as exc:  # unreadable, truncated, not FITS: a BAD row, never a crash
@@ -46,7 +45,8 @@ def _classify_one(args: tuple[InstrumentSettings, Path]) -> Classification:
     return hook.potpyri_classify(instrument=instrument, header=header, path=path)
 
 
-def classify_files(instrument: InstrumentSettings, paths: list[Path], workers: int = 1) -> list[Classification]:
+def classify_files(instrument: InstrumentSettings, paths: list[Path], workers: int = 1,
+                   plugins: PluginSpec = PluginSpec()) -> list[Classification]:
     """Classify files, in ``workers`` processes when there are many.
 
     Parameters
@@ -57,8 +57,10 @@ def classify_files(instrument: InstrumentSettings, paths: list[Path], workers: i
         Raw files.
     workers : int
         Number of processes; 1 classifies in this process.
+    plugins : PluginSpec
+        The plugin set whose read-header and classify hooks are used.
     """
-    jobs = [(instrument, p) for p in paths]
+    jobs = [(plugins, instrument, p) for p in paths]
     if workers <= 1 or len(paths) < 64:
         return [_classify_one(j) for j in jobs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -104,6 +106,7 @@ def sort_night(
     file_list_name: str = "file_list.txt",
     redo: bool = True,
     workers: int = 1,
+    plugins: PluginSpec = PluginSpec(),
 ) -> Table:
     """Classify a night and write (or reuse) its file list.
 
@@ -119,6 +122,8 @@ def sort_night(
         False reuses an existing list as it is (``--no-redo-sort``).
     workers : int
         Processes used to read headers.
+    plugins : PluginSpec
+        The plugin set whose read-header and classify hooks are used.
 
     Returns
     -------
@@ -131,7 +136,7 @@ def sort_night(
     paths = find_raw_files(data_path, instrument.raw_glob)
     if not paths:
         raise FileNotFoundError(f"{data_path}: no raw files matching {', '.join(instrument.raw_glob)}")
-    table = to_table(classify_files(instrument, paths, workers))
+    table = to_table(classify_files(instrument, paths, workers, plugins))
     write_file_list(table, list_path)
     return table
 

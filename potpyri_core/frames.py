@@ -49,6 +49,23 @@ class Classification:
         return self.type.lower()
 
 
+@dataclass(frozen=True)
+class AmpFacts:
+    """Detector numbers of one amplifier, resolved once at assembly (header over settings)."""
+
+    name: str
+    gain: float
+    """e-/ADU"""
+    readnoise: float
+    """e-"""
+    saturation_e: float
+    """Level (e-, above bias) at which this amplifier's pixels saturate."""
+
+
+NO_AMP = 255
+"""Value of :attr:`Frame.amp_map` for pixels that no amplifier covers (chip gaps)."""
+
+
 @dataclass
 class Frame:
     """Pixels in electrons with their error, mask and header.
@@ -70,9 +87,37 @@ class Frame:
     mask: np.ndarray
     header: fits.Header
     name: str = ""
-    readnoise: np.ndarray | None = None
-    """Per-pixel read noise (e-) of the amplifier each pixel came from."""
+    amps: list[AmpFacts] = field(default_factory=list)
+    """The amplifiers the pixels came from, with their gain, read noise and saturation."""
+    amp_map: np.ndarray | None = None
+    """uint8 index into :attr:`amps` per pixel (:data:`NO_AMP` where no amplifier)."""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def _per_pixel(self, attribute: str) -> np.ndarray | None:
+        if self.amp_map is None or not self.amps:
+            return None
+        values = np.array([getattr(a, attribute) for a in self.amps] + [0.0], np.float32)
+        return values[np.minimum(self.amp_map, len(self.amps))]
+
+    @property
+    def readnoise(self) -> np.ndarray | None:
+        """Per-pixel read noise (e-) of the amplifier each pixel came from (0 in gaps)."""
+        return self._per_pixel("readnoise")
+
+    @property
+    def saturation_e(self) -> float | None:
+        """Lowest saturation level (e-) of the frame's amplifiers."""
+        return min(a.saturation_e for a in self.amps) if self.amps else None
+
+    def amp_cards(self) -> dict[str, tuple[Any, str]]:
+        """Header cards that record the amplifiers (read back by :meth:`from_file`)."""
+        cards: dict[str, tuple[Any, str]] = {"NAMPS": (len(self.amps), "amplifiers in AMPMAP")}
+        for i, a in enumerate(self.amps):
+            cards[f"AMPNAM{i}"] = (a.name[:60], f"amplifier {i}")
+            cards[f"AMPGAI{i}"] = (a.gain, f"gain of amplifier {i} (e-/ADU)")
+            cards[f"AMPRN{i}"] = (a.readnoise, f"read noise of amplifier {i} (e-)")
+            cards[f"AMPSAT{i}"] = (a.saturation_e, f"saturation of amplifier {i} (e-)")
+        return cards
 
     @property
     def wcs(self) -> WCS:
@@ -91,7 +136,12 @@ class Frame:
         error = np.sqrt(np.clip(self.variance, 0, None)).astype(np.float32)
         err_hdu = fits.ImageHDU(error, name="ERROR")
         err_hdu.header["BUNIT"] = self.header.get("BUNIT", "electron")
-        return fits.HDUList([primary, mask_hdu, err_hdu, *(extra or [])])
+        hdus: list[Any] = [primary, mask_hdu, err_hdu]
+        if self.amp_map is not None and self.amps:
+            amp_hdu = fits.ImageHDU(self.amp_map.astype(np.uint8), name="AMPMAP")
+            amp_hdu.header.update(self.amp_cards())
+            hdus.append(amp_hdu)
+        return fits.HDUList([*hdus, *(extra or [])])
 
     @classmethod
     def from_file(cls, path: Path) -> Frame:
@@ -101,4 +151,11 @@ class Frame:
             mask = hdul["MASK"].data.astype(np.uint16)
             error = hdul["ERROR"].data.astype(np.float32)
             header = hdul[0].header.copy()
-        return cls(data=data, variance=error**2, mask=mask, header=header, name=Path(path).name)
+            amps, amp_map = [], None
+            if "AMPMAP" in hdul:
+                amp_map = hdul["AMPMAP"].data.astype(np.uint8)
+                h = hdul["AMPMAP"].header
+                amps = [AmpFacts(h[f"AMPNAM{i}"], h[f"AMPGAI{i}"], h[f"AMPRN{i}"], h[f"AMPSAT{i}"])
+                        for i in range(int(h["NAMPS"]))]
+        return cls(data=data, variance=error**2, mask=mask, header=header, name=Path(path).name, amps=amps,
+                   amp_map=amp_map)

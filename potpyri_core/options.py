@@ -1,13 +1,18 @@
-"""Run options of a reduction (what the ``potpyri reduce`` options set), validated."""
+"""Run options of a reduction (what the ``potpyri reduce`` options set), validated.
+
+These are the only defaults: the command line shows them and passes only what a user set.
+Algorithm numbers are step parameters (:mod:`potpyri_core.params`), not run options.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGES = ("sort", "calibrations", "frames", "astrometry", "stack", "photometry")
-"""The stages of a reduction, in order."""
+STAGES = ("sort", "calibrations", "frames", "sky", "astrometry", "stack", "photometry")
+"""The core stages of a reduction, in order (plugins may add more)."""
 
 
 class RunOptions(BaseModel):
@@ -16,21 +21,29 @@ class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: str | None = None
+    """Reduce only this target (calibrations are always used)."""
     proc: int = Field(default=2, ge=1)
+    """Processes (the frame is the unit of parallelism)."""
     include_bad: bool = False
+    """Also reduce frames classified BAD or SPEC."""
     redo_sort: bool = True
+    """False reuses file_list.txt as it is (keeps a person's edits)."""
     file_list_name: str = "file_list.txt"
-    phot_sn_min: float = Field(default=10.0, gt=0)
-    phot_sn_max: float = Field(default=500.0, gt=0)
-    fwhm_init: float = Field(default=5.0, gt=0)
-    """First guess of the FWHM in (binned) pixels."""
     skip_skysub: bool = False
+    """Do not subtract the sky."""
     skip_flatten: bool = False
+    """Do not divide by a flat."""
     skip_cr: bool = False
+    """Do not flag cosmic rays."""
     skip_gaia: bool = False
-    """Skip the astrometric refinement against Gaia (keep the header WCS)."""
+    """Skip the astrometric solution against Gaia (keep the header WCS)."""
     fieldcenter: tuple[float, float] | None = None
+    """RA DEC (deg) of the stack centre."""
     out_size: int | None = Field(default=None, gt=0)
-    stages: tuple[str, ...] = STAGES
+    """Side of the stack in unbinned pixels (default: the instrument's)."""
+    stages: tuple[str, ...] | None = None
+    """Run only these stages (None: every stage, plugins' included)."""
     catalogs: tuple[Path, ...] = ()
     """Saved catalog files used instead of online queries."""
+    params: dict[str, dict[str, Any]] = {}
+    """Step parameter overrides (``-p step.name=value``), over the instrument's."""

@@ -8,10 +8,14 @@ distribution and the problem; the other plugins keep working.
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -22,7 +26,8 @@ from potpyri_core.settings import InstrumentSettings
 
 ENTRY_POINT_GROUP = "potpyri"
 
-
+HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("potpyri_"))
+"""Names of every hook the core defines."""
 
 def instruments_hook(package: str) -> Any:
     """The ``potpyri_instruments`` hook implementation of an instrument plugin whose
@@ -60,6 +65,53 @@ class InstrumentEntry:
     version: str
 
 
+@dataclass(frozen=True)
+class PluginSpec:
+    """A picklable description of a plugin set, so that every process (pool workers, dask
+    workers) rebuilds the same plugins: the entry points, plus the caller's extra plugins
+    by module name (importable modules) or by value (picklable objects)."""
+
+    use_entry_points: bool = True
+    extras: tuple[Any, ...] = ()
+
+    def build(self) -> PluginManager:
+        """A plugin manager with this plugin set."""
+        extras = [importlib.import_module(e) if isinstance(e, str) else e for e in self.extras]
+        return PluginManager(extra_plugins=extras, use_entry_points=self.use_entry_points)
+
+
+def _describe(plugin: Any) -> Any:
+    """A plugin as :class:`PluginSpec` keeps it: an importable module by name, else itself."""
+    if isinstance(plugin, ModuleType):
+        if sys.modules.get(plugin.__name__) is plugin:
+            return plugin.__name__
+        raise TypeError(f"plugin module {plugin.__name__!r} is not importable (not in sys.modules): worker"
+                        " processes could not load it; put it in an importable module")
+    return plugin
+
+
+class InstrumentHooks:
+    """The hook relay for one instrument: every hook called through it sees the core's
+    defaults, the plugins that are not instrument plugins (e.g. catalogs, caller-registered
+    plugins), the distribution that provides the instrument, and the instrument's own
+    ``hooks`` module; other instrument plugins are left out, so no plugin has to test which
+    instrument it is called for."""
+
+    def __init__(self, pm: pluggy.PluginManager, excluded: list[Any]) -> None:
+        self._pm = pm
+        self._excluded = excluded
+        self._callers: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._callers:
+            if name not in HOOK_NAMES:
+                raise AttributeError(f"no potpyri hook named {name}")
+            self._callers[name] = self._pm.subset_hook_caller(name, remove_plugins=self._excluded)
+        return self._callers[name]
+
+
 @dataclass
 class PluginManager:
     """Loads potpyri plugins and answers questions about instruments and catalog sources.
@@ -78,7 +130,15 @@ class PluginManager:
     problems: list[str] = field(default_factory=list)
     _pm: pluggy.PluginManager | None = None
     _instruments: dict[str, InstrumentEntry] | None = None
+    _sources: dict[str, Any] | None = None
     _dists: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _provides: dict[str, set[str]] = field(default_factory=dict)
+    _instrument_hooks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> PluginSpec:
+        """The picklable description of this plugin set (see :class:`PluginSpec`)."""
+        return PluginSpec(self.use_entry_points, tuple(_describe(p) for p in self.extra_plugins))
 
     @property
     def hook(self) -> Any:
@@ -88,18 +148,21 @@ class PluginManager:
     def _manager(self) -> pluggy.PluginManager:
         if self._pm is None:
             from potpyri_core import defaults
-            from potpyri_core.catalogs import builtin as builtin_catalogs
 
             pm = pluggy.PluginManager("potpyri")
             pm.add_hookspecs(hookspecs)
             pm.register(defaults, name="potpyri-core")
-            pm.register(builtin_catalogs, name="potpyri-core-catalogs")
             self._dists[str(id(defaults))] = ("potpyri-core", _dist_version("potpyri-core"))
-            for plugin in self.extra_plugins:
-                self._register(pm, plugin, getattr(plugin, "__name__", repr(plugin)), "dev")
+            for number, plugin in enumerate(self.extra_plugins):
+                name = getattr(plugin, "__name__", type(plugin).__name__)
+                self._register(pm, plugin, name if pm.get_plugin(name) is None else f"{name}#{number}", "dev")
             if self.use_entry_points:
                 for ep in entry_points(group=ENTRY_POINT_GROUP):
                     self._load_entry_point(pm, ep)
+            try:
+                pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.problems.append(f"plugin {exc.plugin}: {exc}")
             self._pm = pm
         return self._pm
 
@@ -114,6 +177,11 @@ class PluginManager:
         self._register(pm, plugin, dist, version)
 
     def _register(self, pm: pluggy.PluginManager, plugin: Any, dist: str, version: str) -> None:
+        for attr in dir(plugin):
+            if attr.startswith("potpyri_") and attr not in HOOK_NAMES and hasattr(getattr(plugin, attr), "potpyri_impl"):
+                close = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                self.problems.append(f"plugin {dist}: {attr} is not a potpyri hook{hint}; it will never be called")
         try:
             pm.register(plugin, name=dist)
         except Exception as exc:
@@ -134,9 +202,12 @@ class PluginManager:
                 except Exception as exc:
                     self.problems.append(f"plugin {dist}: potpyri_instruments failed: {type(exc).__name__}: {exc}")
                     continue
+                self._provides.setdefault(impl.plugin_name, set())
                 for raw in raw_list or []:
                     entry = self._validate(raw, dist, version)
                     if entry is None:
+                        continue
+                    if entry.settings.hooks and not self._load_instrument_hooks(pm, entry):
                         continue
                     key = entry.settings.name.upper()
                     if key in found:
@@ -146,8 +217,34 @@ class PluginManager:
                         )
                         continue
                     found[key] = entry
+                    self._provides[impl.plugin_name].add(key)
             self._instruments = found
         return self._instruments
+
+    def _load_instrument_hooks(self, pm: pluggy.PluginManager, entry: InstrumentEntry) -> bool:
+        """Import and register an instrument's own ``hooks`` module (False on a problem)."""
+        name = entry.settings.hooks
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            self.problems.append(f"plugin {entry.plugin}, instrument {entry.settings.name}: hooks module {name}"
+                                 f" failed to import: {type(exc).__name__}: {exc}")
+            return False
+        plugin_name = f"{entry.plugin}:{entry.settings.name}"
+        before = len(self.problems)
+        self._register(pm, module, plugin_name, entry.version)
+        if len(self.problems) > before and pm.get_plugin(plugin_name) is None:
+            return False
+        self._instrument_hooks[entry.settings.name.upper()] = module
+        return True
+
+    def for_instrument(self, name: str) -> InstrumentHooks:
+        """The hooks to call when reducing instrument ``name`` (see :class:`InstrumentHooks`)."""
+        key = self.instrument(name).name.upper()
+        pm = self._manager()
+        excluded = [pm.get_plugin(plugin) for plugin, names in self._provides.items() if names and key not in names]
+        excluded += [module for other, module in self._instrument_hooks.items() if other != key]
+        return InstrumentHooks(pm, [p for p in excluded if p is not None])
 
     def _validate(self, raw: dict[str, Any], dist: str, version: str) -> InstrumentEntry | None:
         raw = dict(raw)
@@ -192,14 +289,23 @@ class PluginManager:
             message += " Plugin problems: " + " | ".join(self.problems)
         raise UnknownInstrumentError(message)
 
+    def versions(self) -> dict[str, str]:
+        """Distribution name -> version of every registered plugin (provenance)."""
+        self._manager()
+        return {dist: version for dist, version in self._dists.values()}
+
     # ------------------------------------------------------------------ catalogs
     def catalog_sources(self) -> dict[str, Any]:
-        """Return all catalog sources by lower-case name."""
-        sources: dict[str, Any] = {}
-        for result in self.hook.potpyri_catalog_sources():
-            for source in result or []:
-                sources[source.name.lower()] = source
-        return sources
+        """Return all catalog sources by lower-case name; a name provided twice, and a catalog
+        name in the instrument settings that no source provides, are lines in ``problems``."""
+        if self._sources is None:
+            from potpyri_core.catalogs.registry import check_instrument_catalogs, collect_sources
+
+            answers = [(self._dists.get(str(id(impl.plugin)), (impl.plugin_name, "?"))[0], impl.function)
+                       for impl in self._manager().hook.potpyri_catalog_sources.get_hookimpls()]
+            self._sources, problems = collect_sources(answers)
+            self.problems += problems + check_instrument_catalogs(self.instruments(), self._sources)
+        return self._sources
 
 
 def _dist_version(name: str) -> str:
@@ -211,13 +317,12 @@ def _dist_version(name: str) -> str:
         return "dev"
 
 
-_PROCESS_PLUGINS: PluginManager | None = None
+_PROCESS_PLUGINS: dict[PluginSpec, PluginManager] = {}
 
 
-def process_plugins() -> PluginManager:
-    """The plugin manager of this process, built on first use (worker processes each build
-    their own, since a plugin manager is not sent between processes)."""
-    global _PROCESS_PLUGINS
-    if _PROCESS_PLUGINS is None:
-        _PROCESS_PLUGINS = PluginManager()
-    return _PROCESS_PLUGINS
+def plugins_for(spec: PluginSpec) -> PluginManager:
+    """The plugin manager of this process for ``spec``, built on first use (a plugin manager
+    is not sent between processes: workers rebuild it from its picklable spec)."""
+    if spec not in _PROCESS_PLUGINS:
+        _PROCESS_PLUGINS[spec] = spec.build()
+    return _PROCESS_PLUGINS[spec]

@@ -217,19 +217,29 @@ class Detector(StrictModel):
     ccd_gaps: list[float] = []
     """Gap (unbinned pixels) inserted in x between consecutive CCDs of the mosaic."""
     saturation_adu: float = Field(gt=0)
+    """Raw level (ADU) at which pixels are SATURATED (the header's ``keywords.saturate`` wins)."""
     nonlinear_adu: float | None = None
-    saturation_times_gain: bool = False
-    """The saturation level is given in ADU and the frame is compared in electrons."""
+    """Raw level (ADU) above which pixels are flagged NONLINEAR; None: no such flag."""
     saturation_times_nreads: str | None = None
-    """Header keyword (e.g. NREADS) the saturation level is multiplied by."""
-    reference_rows: int = 0
-    """NIR reference pixel rows used as the overscan (top and bottom)."""
+    """Header keyword (coadds, e.g. COADDS) the raw saturation and non-linearity levels are
+    multiplied by, for frames that sum several reads on the detector."""
+    reference_rows: int = Field(default=0, ge=0)
+    """NIR arrays without overscan columns: this many reference-pixel rows at the bottom
+    and top of each amplifier give its bias level (the rows are trimmed by DATASEC)."""
     illuminated_radius: float | None = None
-    """Radius (unbinned px) of a circular illuminated field; pixels outside are masked."""
+    """Radius (unbinned px) of a circular illuminated field around the mosaic centre;
+    pixels outside are flagged VIGNETTED."""
     readnoise_by_reads: dict[int, float] = {}
-    """Read noise (e-) as a function of the number of reads (Fowler sampling)."""
+    """Read noise (e-) by number of non-destructive reads (Fowler / up-the-ramp); the entry
+    for the nearest number of reads in the header is used over the amplifier value."""
     reads_keyword: str | None = None
     """Header keyword giving the number of reads, for ``readnoise_by_reads``."""
+
+    @model_validator(mode="after")
+    def _reads(self) -> Detector:
+        if self.readnoise_by_reads and not self.reads_keyword:
+            raise ValueError("readnoise_by_reads needs reads_keyword (the header keyword with the number of reads)")
+        return self
 
 
 class ZeroPointCatalogs(StrictModel):
@@ -250,19 +260,41 @@ class ZeroPointCatalogs(StrictModel):
         return self.north.get(band)
 
 
+class CalibrationRule(StrictModel):
+    """How the frames of one calibration kind are grouped into masters and matched to the
+    frames they calibrate."""
+
+    keys: list[Literal["amp", "binning", "filter"]]
+    """File-list columns that must agree between a master and the frame it calibrates."""
+    exptime: Literal["any", "exact", "nearest", "scale"] = "any"
+    """``any``: exposure time does not matter (bias, flat); ``exact``: masters per exposure
+    time, only an equal one is used; ``nearest``: masters per exposure time, the nearest is
+    used; ``scale``: one master per group in e-/s, scaled to the frame's exposure time
+    (dark current linear in time)."""
+
+
+def _default_rules() -> dict[str, CalibrationRule]:
+    return {
+        "bias": CalibrationRule(keys=["amp", "binning"]),
+        "dark": CalibrationRule(keys=["amp", "binning"], exptime="scale"),
+        "flat": CalibrationRule(keys=["filter", "amp", "binning"]),
+    }
+
+
 class Calibrations(StrictModel):
-    """Calibration frames the instrument needs and how flats are made."""
+    """Calibration frames the instrument needs and how masters are matched to frames."""
 
     needed: list[Literal["bias", "dark", "flat"]]
     flat_source: Literal["dome", "twilight", "sky", "lamp"] = "twilight"
+    """What the night's FLAT frames are (written to the master flat's FLATSRC card)."""
     min_frames: int = Field(default=3, ge=1)
+    rules: dict[Literal["bias", "dark", "flat"], CalibrationRule] = Field(default_factory=_default_rules)
+    """Grouping and matching rule per kind; kinds not given keep the default rule."""
 
-
-class Stacking(StrictModel):
-    """How frames of one target are combined."""
-
-    method: Literal["sigclip_mean", "median"] = "sigclip_mean"
-    sigma: float = Field(default=3.0, gt=0)
+    @field_validator("rules", mode="after")
+    @classmethod
+    def _complete(cls, value: dict[str, CalibrationRule]) -> dict[str, CalibrationRule]:
+        return {**_default_rules(), **value}
 
 
 HeaderValue = str | float | int | bool
@@ -346,8 +378,12 @@ class InstrumentSettings(StrictModel):
     """Science frames shorter than this (s) are acquisition frames: BAD."""
     filters: dict[str, str] = {}
     """Regular expression (full match on the lower-cased value) -> band name."""
-    sky: Literal["2d", "dither"] = "2d"
-    stacking: Stacking = Stacking()
+    params: dict[str, dict[str, Any]] = {}
+    """Step parameters that differ from the core defaults (``[params.cosmic_rays]`` ...;
+    the steps and names of :mod:`potpyri_core.params`), validated when the plugin loads."""
+    hooks: str | None = None
+    """Importable module with hook implementations for this instrument only (the steps that
+    really differ); the core calls them only when this instrument is reduced."""
     out_size: int = Field(gt=0)
     """Side of the output stack grid at 1x1 binning (divided by the binning)."""
     zeropoint: ZeroPointCatalogs
@@ -356,6 +392,18 @@ class InstrumentSettings(StrictModel):
     simulation: SimulationFormat | None = None
     header_wcs: HeaderWCS = HeaderWCS()
     """Starting WCS from the raw header (pointing, scale, position angle, distortion)."""
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from potpyri_core.params import CORE_STEPS, ParameterError, resolve
+
+        core = {step: values for step, values in value.items() if step in CORE_STEPS}
+        try:
+            resolve([("params", core)])
+        except ParameterError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("filters")
     @classmethod

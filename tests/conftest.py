@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 import pytest
 from astropy.table import Table
 
-from potpyri_core.catalogs.vizier import SERVER_ENV
-from tests.support.fake_vizier import FakeVizier
+from tests.support.fake_vizier import SERVER_ENV, FakeVizier
 
 
 @pytest.fixture

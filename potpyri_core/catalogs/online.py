@@ -11,6 +11,9 @@ from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError
 from potpyri_core.settings import ZeroPointCatalogs
 
 ASTROMETRIC_SOURCE = "gaia"
+"""Name of the catalog source the WCS is solved against."""
+NO_SOURCES_HINT = ("no online catalog sources installed: pip install potpyri-catalogs"
+                   " (Gaia DR3, PS1, SDSS, SkyMapper, 2MASS), or pass --catalog FILE to reduce with saved catalogs")
 
 
 class FieldCatalogs:
@@ -42,12 +45,14 @@ class FieldCatalogs:
         self.zeropoint = zeropoint
 
     def _source(self, name: str) -> Any:
-        if name not in self.sources:
+        if not self.sources:
+            raise CatalogUnavailableError(f"{name} needed but {NO_SOURCES_HINT}")
+        if name.lower() not in self.sources:
             raise CatalogUnavailableError(
-                f"no catalog source {name!r} installed (installed: {', '.join(sorted(self.sources)) or 'none'});"
+                f"no catalog source {name!r} installed (installed: {', '.join(sorted(self.sources))});"
                 " pass --catalog FILE to reduce offline"
             )
-        return self.sources[name]
+        return self.sources[name.lower()]
 
     def astrometric(self) -> Table:
         """Gaia DR3 around the field."""

@@ -67,7 +67,7 @@ def simulate_instrument_night(
     Parameters
     ----------
     pm : PluginManager
-        Provides the instrument's ``potpyri_pack_raw``.
+        Provides the instrument's ``potpyri_pack_raw`` (its own plugins and the core default).
     instrument : InstrumentSettings
         Must have a ``simulation`` section.
     outdir : Path
@@ -94,7 +94,9 @@ def simulate_instrument_night(
         date = Time(exposure.mjd, format="mjd").strftime("%Y%m%d")
         return sim.file_name.format(kind=exposure.kind, number=number, date=date)
 
+    hooks = pm.for_instrument(instrument.name)
+
     def pack(exposure: Any):
-        return pm.hook.potpyri_pack_raw(instrument=instrument, exposure=exposure, binning=binning)
+        return hooks.potpyri_pack_raw(instrument=instrument, exposure=exposure, binning=binning)
 
     return simulate_night(cfg, Path(outdir), pack, name_for)

@@ -265,19 +265,26 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
     frame_area = nx * ny * scale**2
     cone_area = np.pi * radius**2
     expected_in_frame = len(cone) * frame_area / cone_area
-    n_source = int(np.clip(round(1.5 * min(expected_in_frame, params.pattern_sources)), 8, params.pattern_sources))
-    if expected_in_frame > params.pattern_sources:
-        cone = cone[: int(1.2 * params.pattern_sources * cone_area / frame_area)]
-    order = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")[:n_source]
-    uv = focal_offsets(start, xy[order])
     cd = start.wcs.cd * 3600.0
-    source = uv @ cd.T
     max_rotation = None if params.max_rotation_deg == "any" else float(params.max_rotation_deg)
-    match = match_points(source, plane[cone], scale=1.0, scale_tolerance=params.scale_tolerance,
-                         max_offset=max_offset, match_radius=params.match_radius_arcsec,
-                         allow_flip=params.allow_flip, max_rotation=max_rotation,
-                         neighbours=params.pattern_neighbours, invariant_tolerance=params.invariant_tolerance,
-                         false_alarm=params.false_alarm, min_matched=params.min_matched)
+    brightest = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")
+    # a second, larger attempt (twice the stars, more neighbours) when the brightest stars of
+    # the two lists differ too much (saturated or blended stars, a wrong FWHM guess)
+    for attempt, (sources, neighbours) in enumerate([(params.pattern_sources, params.pattern_neighbours),
+                                                     (2 * params.pattern_sources, params.pattern_neighbours + 3)]):
+        n_source = int(np.clip(round(1.5 * min(expected_in_frame, sources)), 8, sources))
+        use = cone[: int(1.2 * sources * cone_area / frame_area)] if expected_in_frame > sources else cone
+        source = focal_offsets(start, xy[brightest[:n_source]]) @ cd.T
+        try:
+            match = match_points(source, plane[use], scale=1.0, scale_tolerance=params.scale_tolerance,
+                                 max_offset=max_offset, match_radius=params.match_radius_arcsec,
+                                 allow_flip=params.allow_flip, max_rotation=max_rotation, neighbours=neighbours,
+                                 invariant_tolerance=params.invariant_tolerance, false_alarm=params.false_alarm,
+                                 min_matched=params.min_matched)
+            break
+        except NoMatchError:
+            if attempt or (n_source >= len(xy) and len(use) == len(cone)):
+                raise
     transform = match.transform
     wcs = start.deepcopy()
     wcs.wcs.cd = transform.matrix @ start.wcs.cd

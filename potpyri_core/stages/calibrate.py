@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
+from potpyri_core.params import CalibrationParams
 
 
 class MissingCalibrationError(RuntimeError):
@@ -66,7 +67,8 @@ def block_median(image: np.ndarray, good: np.ndarray, block: int = 16) -> np.nda
     return full[:ny, :nx].astype(np.float32)
 
 
-def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) -> Frame:
+def build_master(kind: str, frames: list[Frame], min_frames: int, group: str,
+                 params: CalibrationParams = CalibrationParams()) -> Frame:
     """Combine assembled frames into a master bias, dark or flat.
 
     Parameters
@@ -81,6 +83,8 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) ->
         Fewest frames accepted.
     group : str
         Calibration group name, for messages.
+    params : CalibrationParams
+        Clipping and bad-pixel thresholds.
 
     Raises
     ------
@@ -100,22 +104,23 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str) ->
             plane /= np.median(plane[good])
     elif kind == "dark":
         cube /= np.array([f.meta["exptime"] for f in frames], dtype=np.float32)[:, None, None]
-    mean, var = clipped_mean(cube)
+    mean, var = clipped_mean(cube, params.clip_sigma, params.clip_iterations)
     mask = nodata.astype(np.uint16)
     if kind == "flat":
         good = (nodata == 0) & np.isfinite(mean)
         norm = np.median(mean[good])
         mean, var = mean / norm, var / norm**2
-        smooth = block_median(mean, good, block=16)
-        dead = good & ((mean < 0.5 * smooth) | (mean > 1.5 * smooth) | (mean < 0.2))
+        smooth = block_median(mean, good, block=params.flat_smooth_block)
+        dead = good & ((mean < params.flat_dead_low * smooth) | (mean > params.flat_dead_high * smooth)
+                       | (mean < params.flat_unlit))
         mask |= np.where(dead, int(Bit.BAD), 0).astype(np.uint16)
-        unlit = good & (smooth < 0.2)
+        unlit = good & (smooth < params.flat_unlit)
         mask |= np.where(unlit, int(Bit.VIGNETTED), 0).astype(np.uint16)
         mean = np.where(good & (mean > 0.05), mean, 1.0).astype(np.float32)
     elif kind == "bias":
         level = np.median(mean[nodata == 0])
         noise = 1.4826 * np.median(np.abs(mean[nodata == 0] - level))
-        hot = (nodata == 0) & (np.abs(mean - level) > max(15 * noise, 20.0))
+        hot = (nodata == 0) & (np.abs(mean - level) > max(params.bias_hot_sigma * noise, params.bias_hot_floor_e))
         mask |= np.where(hot, int(Bit.BAD), 0).astype(np.uint16)
     header = frames[0].header.copy()
     header["NCOMBINE"] = (len(frames), "frames combined")
@@ -155,5 +160,5 @@ def apply_calibrations(frame: Frame, masters: dict[str, Frame], exptime: float) 
         header[f"{kind.upper()}COR"] = (master.name, f"master {kind} applied")
     header["EXPTIME"] = exptime
     out = Frame(data=data.astype(np.float32), variance=variance.astype(np.float32), mask=mask, header=header,
-                name=frame.name, readnoise=frame.readnoise, meta=dict(frame.meta))
+                name=frame.name, amps=frame.amps, amp_map=frame.amp_map, meta=dict(frame.meta))
     return out

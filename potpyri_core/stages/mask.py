@@ -9,13 +9,10 @@ from scipy import ndimage
 
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import UNUSABLE, Bit
-
-CR_EDGE_PAD = 8
-"""Pixels of mirrored border added around a frame before CR detection (the Laplacian
-misses hits on the outermost rows and columns otherwise)."""
+from potpyri_core.params import CosmicRayParams, SatelliteParams
 
 
-def cosmic_ray_mask(frame: Frame, saturation_e: float, sigclip: float = 4.0, niter: int = 2) -> np.ndarray:
+def cosmic_ray_mask(frame: Frame, params: CosmicRayParams = CosmicRayParams()) -> np.ndarray:
     """Flag cosmic rays with astroscrappy (L.A.Cosmic) on native, flat-fielded pixels.
 
     The frame is in electrons with the sky still in it, so the noise model uses gain 1 and
@@ -28,30 +25,31 @@ def cosmic_ray_mask(frame: Frame, saturation_e: float, sigclip: float = 4.0, nit
     Parameters
     ----------
     frame : Frame
-        Calibrated frame, sky not yet subtracted.
-    saturation_e : float
-        Saturation level in electrons (astroscrappy leaves saturated stars alone).
-    sigclip : float
-        Laplacian detection threshold (sigma).
-    niter : int
-        Iterations.
+        Calibrated frame, sky not yet subtracted, with its amplifiers' read noise and
+        saturation (astroscrappy leaves saturated stars alone).
+    params : CosmicRayParams
+        Threshold, iterations, growth, edge padding.
 
     Returns
     -------
     ndarray of bool
         Cosmic-ray pixels, grown by one pixel (the faint edges of hits).
     """
-    rn = float(np.median(frame.readnoise[frame.readnoise > 0])) if frame.readnoise is not None else 4.0
+    if not frame.amps:
+        raise ValueError(f"{frame.name}: no amplifier facts on the frame (read noise, saturation)")
+    rn = float(np.median([a.readnoise for a in frame.amps]))
     bad = (frame.mask & (Bit.BAD | Bit.NO_DATA | Bit.SATURATED)) > 0
     filled = np.where(bad, np.float32(np.median(frame.data[~bad])), frame.data).astype(np.float32)
-    pad = CR_EDGE_PAD
+    pad = params.edge_pad
     crmask, _ = astroscrappy.detect_cosmics(
         np.pad(filled, pad, mode="reflect"), inmask=np.pad(bad, pad, mode="reflect"), gain=1.0, readnoise=rn,
-        satlevel=saturation_e, sigclip=sigclip, sigfrac=0.3, objlim=4.0, niter=niter, sepmed=True,
-        cleantype="meanmask", fsmode="median",
+        satlevel=frame.saturation_e, sigclip=params.sigclip, sigfrac=params.sigfrac, objlim=params.objlim,
+        niter=params.niter, sepmed=True, cleantype="meanmask", fsmode="median",
     )
-    crmask = crmask[pad:-pad, pad:-pad]
-    return ndimage.binary_dilation(crmask, structure=np.ones((3, 3), bool)) & ~bad
+    crmask = crmask[pad:crmask.shape[0] - pad, pad:crmask.shape[1] - pad]
+    if params.grow:
+        crmask = ndimage.binary_dilation(crmask, structure=np.ones((3, 3), bool), iterations=params.grow)
+    return crmask & ~bad
 
 
 def grow(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
@@ -62,13 +60,13 @@ def grow(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
 
 
 def satellite_mask(
-    data: np.ndarray, error: np.ndarray, mask: np.ndarray, min_length: float = 300.0, max_width: float = 12.0
+    data: np.ndarray, error: np.ndarray, mask: np.ndarray, params: SatelliteParams = SatelliteParams()
 ) -> np.ndarray:
     """Find long, straight features (satellite and aircraft trails) in a sky-subtracted frame.
 
     Pixels above 2 sigma in a 3x3-smoothed S/N image are grouped into segments. A segment
-    longer than ``min_length`` pixels along its principal axis whose pixels mostly (> 60%)
-    lie within ``max_width`` / 2 of that axis is a trail (stars touching the trail join its
+    longer than ``params.min_length`` pixels along its principal axis whose pixels mostly (> 60%)
+    lie within ``params.max_width`` / 2 of that axis is a trail (stars touching the trail join its
     segment but do not move the axis). The pixels of the segment near the axis, grown by
     a few pixels, are returned.
 
@@ -79,7 +77,8 @@ def satellite_mask(
     usable = (mask & UNUSABLE) == 0
     snr = np.where(usable & (error > 0), data / np.where(error > 0, error, 1), 0.0)
     smooth = ndimage.uniform_filter(snr.astype(np.float32), size=3) * 3.0  # S/N of a 3x3 box
-    segments = detect_sources(smooth, 2.0, n_pixels=50)
+    min_length, max_width = params.min_length, params.max_width
+    segments = detect_sources(smooth, params.snr, n_pixels=50)
     trail = np.zeros(data.shape, bool)
     if segments is None:
         return trail
@@ -103,6 +102,6 @@ def satellite_mask(
         across = np.abs((pts - center) @ axes[1])
         keep = across < max_width
         trail[box][ys[keep], xs[keep]] = True
-    if trail.any():
-        trail = ndimage.binary_dilation(trail, iterations=4)
+    if trail.any() and params.grow:
+        trail = ndimage.binary_dilation(trail, iterations=params.grow)
     return trail

@@ -23,6 +23,7 @@ from scipy.optimize import curve_fit
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.params import PhotometryParams
 from potpyri_core.stages.astrometry import detect_stars
 from potpyri_core.stages.centroids import refine_centroids
 
@@ -180,7 +181,7 @@ def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray
 
 
 def aperture_photometry_stack(
-    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, fwhm_init: float | None = None
+    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, params: PhotometryParams = PhotometryParams()
 ) -> ApertureResult:
     """Detect and measure the sources of a stack.
 
@@ -190,12 +191,13 @@ def aperture_photometry_stack(
         Stack SCI (e-/s), variance and mask.
     wcs : astropy.wcs.WCS
         Stack WCS (for RA/Dec of sources).
-    fwhm_init : float, optional
-        First guess of the FWHM (pixels) for detection.
+    params : PhotometryParams
+        First guess of the FWHM (pixels), detection threshold and largest source count.
     """
     bad = (mask & UNUSABLE) > 0
     error = np.sqrt(np.clip(variance, 0, None))
-    stars = detect_stars(data, np.where(bad, 0, error), mask, fwhm_init or 4.0, nmax=3000, snr=5.0)
+    stars = detect_stars(data, np.where(bad, 0, error), mask, params.fwhm_init, nmax=params.max_sources,
+                         snr=params.detect_snr)
     if len(stars) < 3:
         raise RuntimeError(f"only {len(stars)} sources found in the stack")
     fwhm = measure_fwhm(data, bad, stars)

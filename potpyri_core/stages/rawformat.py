@@ -17,7 +17,7 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from potpyri_core.frames import Frame
+from potpyri_core.frames import NO_AMP, AmpFacts, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import Amplifier, InstrumentSettings, parse_section
 
@@ -117,14 +117,20 @@ def mosaic_shape(places: list[AmpPlacement]) -> tuple[int, int]:
     return max(p.mosaic_y.stop for p in places), max(p.mosaic_x.stop for p in places)
 
 
-def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3) -> np.ndarray:
+def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3, reference_rows: int = 0) -> np.ndarray:
     """Per-row overscan level: clipped row medians smoothed by a Legendre fit.
 
-    Returns an array of one value per row of the data section (or a scalar 0 array when the
-    amplifier has no overscan).
+    Amplifiers without overscan columns but with ``reference_rows`` reference-pixel rows at
+    the bottom and top (NIR arrays) get one level: the median of those rows within the
+    amplifier's columns. Returns one value per row of the data section (zeros when the
+    amplifier has neither).
     """
+    nrows = place.data_y.stop - place.data_y.start
     if place.bias_x is None:
-        return np.zeros(place.data_y.stop - place.data_y.start, dtype=np.float32)
+        if reference_rows <= 0:
+            return np.zeros(nrows, dtype=np.float32)
+        rows = np.concatenate([raw[:reference_rows, place.data_x], raw[-reference_rows:, place.data_x]])
+        return np.full(nrows, np.median(rows), dtype=np.float32)
     cols = raw[place.data_y, place.bias_x]
     # the first two overscan columns next to the data carry charge-transfer tails
     if place.bias_x.start >= place.data_x.stop and cols.shape[1] > 6:
@@ -175,43 +181,49 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
     """
     from potpyri_core.stages.classify import binning as binning_of
 
-    kw = instrument.keywords
     det = instrument.detector
     binning = parse_binning(binning_of(instrument, header))
     ext_headers = _ext_headers(instrument, hdul)
     places = placements(instrument, header, ext_headers, binning)
     shape = mosaic_shape(places)
     data = np.zeros(shape, np.float32)
-    readnoise = np.zeros(shape, np.float32)
+    amp_map = np.full(shape, NO_AMP, np.uint8)
     mask = np.full(shape, int(Bit.NO_DATA), np.uint16)
+    amps: list[AmpFacts] = []
+    coadds = det.saturation_times_nreads
+    reads = float(header[coadds]) if coadds and coadds in header else 1.0
     wcs_header = None
-    for place in places:
+    for index, place in enumerate(places):
         ext = hdul[place.amp.hdu]
         if ext.data is None:
             raise ValueError(f"{path.name}: extension {place.amp.hdu} has no pixels")
         raw = np.asarray(ext.data, dtype=np.float32)
         if raw.ndim == 3:  # NIR up-the-ramp cubes: the last read
             raw = raw[-1]
-        h = ext.header
-        gain = float(h[kw.gain]) if kw.gain and kw.gain in h else place.amp.gain
-        rn = float(h[kw.readnoise]) if kw.readnoise and kw.readnoise in h else place.amp.readnoise
-        sat_adu = float(h[kw.saturate]) if kw.saturate and kw.saturate in h else det.saturation_adu
+        facts, sat_adu, nonlin_adu = amplifier_facts(instrument, place.amp, ext.header, header, reads)
+        amps.append(facts)
         pix = raw[place.data_y, place.data_x]
-        level = overscan_level(raw, place)
-        electrons = (pix - level[:, None]) * gain
-        saturated = pix >= sat_adu
+        level = overscan_level(raw, place, reference_rows=det.reference_rows)
+        electrons = (pix - level[:, None]) * facts.gain
+        bits = np.where(pix >= sat_adu, int(Bit.SATURATED), 0).astype(np.uint16)
+        if nonlin_adu is not None:
+            bits |= np.where((pix >= nonlin_adu) & (bits == 0), int(Bit.NONLINEAR), 0).astype(np.uint16)
         if place.flip_x:
-            electrons, saturated = electrons[:, ::-1], saturated[:, ::-1]
+            electrons, bits = electrons[:, ::-1], bits[:, ::-1]
         if place.flip_y:
-            electrons, saturated = electrons[::-1], saturated[::-1]
+            electrons, bits = electrons[::-1], bits[::-1]
         data[place.mosaic_y, place.mosaic_x] = electrons
-        readnoise[place.mosaic_y, place.mosaic_x] = rn
-        mask[place.mosaic_y, place.mosaic_x] = np.where(saturated, int(Bit.SATURATED), 0).astype(np.uint16)
+        amp_map[place.mosaic_y, place.mosaic_x] = index
+        mask[place.mosaic_y, place.mosaic_x] = bits
+        h = ext.header
         if wcs_header is None and not (place.flip_x or place.flip_y) and "CTYPE1" in h:
             wcs = WCS(h, relax=True)
             wcs.wcs.crpix[0] += place.mosaic_x.start - place.data_x.start
             wcs.wcs.crpix[1] += place.mosaic_y.start - place.data_y.start
             wcs_header = wcs.to_header(relax=True)
+    mask |= saturation_halo(mask)
+    if det.illuminated_radius is not None:
+        mask |= outside_circle(shape, det.illuminated_radius / binning[0])
     out_header = fits.Header()
     for key in ("INSTRUME", "OBJECT", "TELESCOP", "OBSERVAT", "DATE-OBS", "TIME-OBS", "MJD-OBS", "RA", "DEC", "AIRMASS"):
         if key in header:
@@ -224,7 +236,48 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
     out_header["RAWFILE"] = path.name
     out_header["BINNING"] = f"{binning[0]}x{binning[1]}"
     return Frame(data=data, variance=np.zeros_like(data), mask=mask, header=out_header, name=path.name,
-                 readnoise=readnoise)
+                 amps=amps, amp_map=amp_map)
+
+
+def amplifier_facts(instrument: InstrumentSettings, amp: Amplifier, ext_header: Any, header: Any,
+                    reads: float) -> tuple[AmpFacts, float, float | None]:
+    """Gain, read noise and saturation of one amplifier for one frame.
+
+    Header keywords (``keywords.gain/readnoise/saturate``) win over the settings; the read
+    noise comes from ``detector.readnoise_by_reads`` when the frame says how many reads it
+    took; saturation and non-linearity levels are multiplied by the number of coadded reads.
+
+    Returns
+    -------
+    facts : AmpFacts
+    saturation_adu, nonlinear_adu : float
+        Raw levels at which pixels are flagged (nonlinear None when not set).
+    """
+    kw, det = instrument.keywords, instrument.detector
+    gain = float(ext_header[kw.gain]) if kw.gain and kw.gain in ext_header else amp.gain
+    readnoise = float(ext_header[kw.readnoise]) if kw.readnoise and kw.readnoise in ext_header else amp.readnoise
+    if det.readnoise_by_reads and det.reads_keyword in header:
+        nreads = float(header[det.reads_keyword])
+        nearest = min(det.readnoise_by_reads, key=lambda n: abs(np.log(n) - np.log(max(nreads, 1.0))))
+        readnoise = det.readnoise_by_reads[nearest]
+    sat_adu = float(ext_header[kw.saturate]) if kw.saturate and kw.saturate in ext_header else det.saturation_adu
+    sat_adu *= reads
+    nonlin = det.nonlinear_adu * reads if det.nonlinear_adu is not None else None
+    return AmpFacts(amp.name, gain, readnoise, sat_adu * gain), sat_adu, nonlin
+
+
+def saturation_halo(mask: np.ndarray, radius: int = 2) -> np.ndarray:
+    """NEIGHBOUR bits for pixels within ``radius`` of a saturated pixel."""
+    from potpyri_core.stages.mask import grow
+
+    return grow(mask, Bit.SATURATED, radius).astype(np.uint16) * np.uint16(Bit.NEIGHBOUR)
+
+
+def outside_circle(shape: tuple[int, int], radius: float) -> np.ndarray:
+    """VIGNETTED bits outside a circle of ``radius`` (px) around the centre of ``shape``."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(xx - (shape[1] - 1) / 2, yy - (shape[0] - 1) / 2)
+    return np.where(r > radius, int(Bit.VIGNETTED), 0).astype(np.uint16)
 
 
 def _iso(mjd: float) -> tuple[str, str]:
@@ -233,7 +286,7 @@ def _iso(mjd: float) -> tuple[str, str]:
 
 
 def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.random.Generator) -> fits.HDUList:
-    """Pack a simulated exposure into the instrument's raw multi-extension format.
+    """Pack a simulated exposure into the instrument's raw format (multi-extension or single-HDU).
 
     Parameters
     ----------
@@ -249,7 +302,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
     Returns
     -------
     astropy.io.fits.HDUList
-        Primary header (no data) plus one uint16 extension per amplifier.
+        Primary header (no data) plus one uint16 extension per amplifier; an amplifier with
+        ``hdu = 0`` puts its pixels (and its extension cards) in the primary HDU instead, as
+        single-HDU cameras write.
     """
     sim = instrument.simulation
     if sim is None:
@@ -292,8 +347,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
         raw = np.clip(np.round(raw), 0, min(instrument.detector.saturation_adu, 65535))
         h = fits.Header()
         h.update({k: v for k, v in sim.extension.items()})
-        h["EXTNAME"] = "SCI"
-        h["EXTVER"] = i + 1
+        if amp.hdu != 0:
+            h["EXTNAME"] = "SCI"
+            h["EXTVER"] = i + 1
         h[kw.binning[0] if kw.binning else "CCDSUM"] = bin_text
         if kw.gain:
             h[kw.gain] = amp.gain
@@ -309,6 +365,9 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
             wcs.wcs.crpix[0] -= place.mosaic_x.start - place.data_x.start
             wcs.wcs.crpix[1] -= place.mosaic_y.start - place.data_y.start
             h.update(wcs.to_header())
-        hdu = fits.ImageHDU(raw.astype(np.uint16), header=h)
-        hdus.append(hdu)
+        if amp.hdu == 0:
+            primary.update(h)
+            hdus[0] = fits.PrimaryHDU(raw.astype(np.uint16), header=primary)
+        else:
+            hdus.append(fits.ImageHDU(raw.astype(np.uint16), header=h))
     return fits.HDUList(hdus)

@@ -64,9 +64,10 @@ def pixel_map(out_wcs: WCS, in_wcs: WCS, shape: tuple[int, int], step: int = 16)
 
 
 def resample(
-    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, in_wcs: WCS, out_wcs: WCS, shape: tuple[int, int]
+    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, in_wcs: WCS, out_wcs: WCS, shape: tuple[int, int],
+    step: int = 16,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample one frame onto the output grid.
+    """Resample one frame onto the output grid (pixel map exact every ``step`` px).
 
     Returns
     -------
@@ -75,7 +76,7 @@ def resample(
         input frame get ``NO_DATA``; values of unusable input pixels never leak into good
         output pixels (they set the output's bits instead).
     """
-    x, y = pixel_map(out_wcs, in_wcs, shape)
+    x, y = pixel_map(out_wcs, in_wcs, shape, step)
     ny, nx = data.shape
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     inside = (x0 >= 0) & (y0 >= 0) & (x0 < nx - 1) & (y0 < ny - 1)

@@ -11,19 +11,22 @@ goes through the real astroquery client; nothing leaves the machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from potpyri_core.catalogs import builtin
-from potpyri_core.catalogs.cache import CatalogCache, CatalogUnavailableError, catalog_cache_dir
+from potpyri_core.catalogs.cache import CatalogUnavailableError
 from potpyri_core.catalogs.columns import normalise
-from potpyri_core.catalogs.vizier import SERVER_ENV, VizierSource, gaia, ps1, sdss, skymapper, twomass
 from potpyri_core.plugins import PluginManager
+from tests.support import fake_vizier as fake_vizier_module
 from tests.support.fake_vizier import FakeVizier
+
+potpyri_catalogs = pytest.importorskip("potpyri_catalogs")
+
+from potpyri_catalogs.sources import gaia, ps1, sdss, skymapper, twomass
+from potpyri_catalogs.vizier import SERVER_ENV, VizierSource
 
 RA0, DEC0 = 150.0, 2.0
 CENTER = SkyCoord(RA0, DEC0, unit="deg")
@@ -207,6 +210,7 @@ def test_skymapper_keeps_star_like_objects(fake_vizier: FakeVizier) -> None:
 def test_magnitude_range_is_sent_as_a_column_constraint(fake_vizier: FakeVizier) -> None:
     source = VizierSource(
         name="gaia_bright",
+        title="bright Gaia stars",
         catalog="I/355/gaiadr3",
         band_columns={"G": ("Gmag", "e_Gmag")},
         position_columns=["RA_ICRS", "DE_ICRS", "pmRA", "pmDE"],
@@ -228,30 +232,8 @@ def test_unknown_band_is_refused() -> None:
         ps1.query(CENTER, 2.0, band="K")
 
 
-# ---------------------------------------------------------------------- cache and failures
-def test_cached_query_makes_no_second_request(fake_vizier: FakeVizier, tmp_path: Path) -> None:
-    cache = CatalogCache(catalog_cache_dir(tmp_path))
-    first = cache.query(ps1, CENTER, 2.0, band="r")
-    assert len(fake_vizier.requests) == 1
-    files = list((tmp_path / "red" / "catalogs").glob("*.ecsv"))
-    assert len(files) == 1 and files[0].name.startswith("ps1_r_ra150.0000_dec+2.0000_r2.00am")
-    assert not list((tmp_path / "red" / "catalogs").glob("*.tmp"))
-
-    fake_vizier.fail_status = 500  # even a broken server does not matter any more
-    second = CatalogCache(tmp_path / "red" / "catalogs").query(ps1, CENTER, 2.0, band="r")
-    assert len(fake_vizier.requests) == 1
-    assert second.colnames == first.colnames
-    for col in first.colnames:
-        np.testing.assert_allclose(second[col], first[col])
-    assert second.meta["source"] == "ps1"
-
-    # another band (other constraints, other point-source cut) is another query
-    fake_vizier.fail_status = None
-    cache.query(ps1, CENTER, 2.0, band="g")
-    assert len(fake_vizier.requests) == 2
-
-
-def test_server_error_names_source_and_suggests_catalog_file(fake_vizier: FakeVizier, tmp_path: Path) -> None:
+# ---------------------------------------------------------------------- failures
+def test_server_error_names_source_and_suggests_catalog_file(fake_vizier: FakeVizier) -> None:
     fake_vizier.fail_status = 500
     with pytest.raises(CatalogUnavailableError) as info:
         ps1.query(CENTER, 2.0, band="r")
@@ -259,11 +241,6 @@ def test_server_error_names_source_and_suggests_catalog_file(fake_vizier: FakeVi
     assert message.startswith("ps1 query for RA=150.00000, Dec=+2.00000 r=2' failed:")
     assert "500" in message
     assert message.endswith("pass --catalog FILE to reduce offline")
-
-    cache = CatalogCache(tmp_path)
-    with pytest.raises(CatalogUnavailableError, match=r"^ps1 query .*--catalog FILE"):
-        cache.query(ps1, CENTER, 2.0, band="r")
-    assert not list(tmp_path.glob("*.ecsv"))  # a failure is not cached
 
 
 def test_unreachable_server_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,6 +252,7 @@ def test_unreachable_server_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
         port = sock.getsockname()[1]
     source = VizierSource(
         name="twomass",
+        title="2MASS",
         catalog="II/246/out",
         band_columns={"K": ("Kmag", "e_Kmag")},
         position_columns=["RAJ2000", "DEJ2000"],
@@ -287,10 +265,10 @@ def test_unreachable_server_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_server_configuration() -> None:
     # bare host: astroquery's https URL; with a scheme: used as given
-    assert VizierSource("x", "I/1", {}, [], server="vizier.cfa.harvard.edu").client()._server_to_url() == (
+    assert VizierSource("x", "X", "I/1", {}, [], server="vizier.cfa.harvard.edu").client()._server_to_url() == (
         "https://vizier.cfa.harvard.edu/viz-bin/votable"
     )
-    assert VizierSource("x", "I/1", {}, [], server="http://127.0.0.1:8123/").client()._server_to_url() == (
+    assert VizierSource("x", "X", "I/1", {}, [], server="http://127.0.0.1:8123/").client()._server_to_url() == (
         "http://127.0.0.1:8123/viz-bin/votable"
     )
 
@@ -303,12 +281,23 @@ def test_server_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---------------------------------------------------------------------- plugin and normalise
-def test_builtin_plugin_provides_the_sources() -> None:
-    manager = PluginManager(extra_plugins=[builtin], use_entry_points=False)
+def test_plugin_provides_the_sources() -> None:
+    manager = PluginManager(extra_plugins=[potpyri_catalogs], use_entry_points=False)
     sources = manager.catalog_sources()
     assert {"gaia", "ps1", "sdss", "skymapper", "twomass"} <= set(sources)
     assert sources["twomass"].bands == ["J", "H", "K"]
     assert sources["ps1"].bands == list("grizy")
+    assert manager.problems == []
+
+
+def test_only_the_ps1_answer_depends_on_the_band() -> None:
+    assert ps1.band_dependent
+    assert not any(s.band_dependent for s in (gaia, sdss, skymapper, twomass))
+    assert gaia.description == "Gaia DR3 positions, proper motions and G (VizieR I/355/gaiadr3)"
+
+
+def test_fake_server_and_sources_agree_on_the_environment_variable() -> None:
+    assert fake_vizier_module.SERVER_ENV == SERVER_ENV
 
 
 def test_normalise_gaia_archive_names() -> None:

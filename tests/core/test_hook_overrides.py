@@ -1,54 +1,95 @@
-"""An instrument plugin overrides a step for its own instrument only; the core default
-serves every other instrument."""
+"""Dispatch by the core: a plugin's hooks run for its own instruments only, without testing
+which instrument it is called for; misspelt hook names are reported at load."""
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 from astropy.io import fits
 
 from potpyri_core import hookimpl
 from potpyri_core.frames import Classification
-from potpyri_core.plugins import PluginManager
+from potpyri_core.plugins import HOOK_NAMES, PluginManager
+from potpyri_core.settings import settings_from_package
 
 
-def _override_module() -> types.ModuleType:
-    module = types.ModuleType("gmos_s_only_classifier")
+def _instrument_plugin(name: str, target: str):
+    """An instrument plugin providing a renamed copy of GMOS-N that overrides classification."""
+    raw = next(r for r in settings_from_package("potpyri_gemini") if r["name"] == "GMOS-N")
 
-    @hookimpl
-    def potpyri_classify(instrument, header, path):
-        if instrument.name != "GMOS-S":
-            return None
-        return Classification(path.name, "override", "r", "12", "2x2", 1.0, "SCIENCE", 0.0, "")
+    class Plugin:
+        @hookimpl
+        def potpyri_instruments(self):
+            return [{**raw, "name": name, "aliases": [], "_source": f"{name}.toml"}]
 
-    @hookimpl
-    def potpyri_zeropoint(instrument, band, sources, reference, options):
-        return {"ZPTMAG": 30.0, "ZPTMUCER": 0.0, "ZPTNSTAR": 0} if instrument.name == "GMOS-S" else None
+        @hookimpl
+        def potpyri_classify(self, instrument, header, path):
+            return Classification(path.name, target, "r", "12", "2x2", 1.0, "SCIENCE", 0.0, "")
 
-    module.potpyri_classify = potpyri_classify
-    module.potpyri_zeropoint = potpyri_zeropoint
-    return module
+    return Plugin()
 
 
-def test_override_applies_to_its_instrument_and_default_to_the_others():
+def test_each_instrument_gets_only_its_own_plugins_overrides():
+    pm = PluginManager(extra_plugins=[_instrument_plugin("CAM-A", "from A"), _instrument_plugin("CAM-B", "from B")],
+                       use_entry_points=False)
+    header = fits.Header({"INSTRUME": "GMOS-N", "OBJECT": "M1", "OBSTYPE": "BIAS", "EXPTIME": 0.0})
+    for name, expected in (("CAM-A", "from A"), ("CAM-B", "from B")):
+        hooks = pm.for_instrument(name)
+        result = hooks.potpyri_classify(instrument=pm.instrument(name), header=header, path=Path("a.fits"))
+        assert result.target == expected
+
+
+def test_instrument_without_override_gets_the_core_default():
     import potpyri_gemini
 
-    pm = PluginManager(extra_plugins=[potpyri_gemini, _override_module()], use_entry_points=False)
+    pm = PluginManager(extra_plugins=[potpyri_gemini, _instrument_plugin("CAM-A", "from A")], use_entry_points=False)
     header = fits.Header({"INSTRUME": "GMOS-N", "OBJECT": "M1", "OBSTYPE": "BIAS", "EXPTIME": 0.0})
-    south = pm.hook.potpyri_classify(instrument=pm.instrument("GMOS-S"), header=header, path=Path("a.fits"))
-    north = pm.hook.potpyri_classify(instrument=pm.instrument("GMOS-N"), header=header, path=Path("a.fits"))
-    assert south.target == "override"
+    north = pm.for_instrument("GMOS-N").potpyri_classify(instrument=pm.instrument("GMOS-N"), header=header,
+                                                        path=Path("a.fits"))
     assert (north.type, north.target) == ("BIAS", "M1")
-    zp = pm.hook.potpyri_zeropoint(instrument=pm.instrument("GMOS-S"), band="r", sources=None, reference=None,
-                                   options=None)
-    assert zp["ZPTMAG"] == 30.0
+
+
+def test_a_plugin_without_instruments_applies_to_every_instrument():
+    class Everywhere:
+        @hookimpl
+        def potpyri_zeropoint(self, instrument, band, sources, reference, params):
+            return {"ZPTMAG": 30.0, "ZPTMUCER": 0.0, "ZPTNSTAR": 0}
+
+    import potpyri_gemini
+
+    pm = PluginManager(extra_plugins=[potpyri_gemini, Everywhere()], use_entry_points=False)
+    for name in ("GMOS-N", "F2"):
+        zp = pm.for_instrument(name).potpyri_zeropoint(instrument=pm.instrument(name), band="r", sources=None,
+                                                       reference=None, params=None)
+        assert zp["ZPTMAG"] == 30.0
+
+
+def test_misspelt_hook_name_is_a_problem_line_with_a_suggestion():
+    class Misspelt:
+        @hookimpl
+        def potpyri_subtract_skies(self, instrument, frames, params):
+            return frames
+
+    pm = PluginManager(extra_plugins=[Misspelt()], use_entry_points=False)
+    pm.instruments()
+    assert any("potpyri_subtract_skies is not a potpyri hook (did you mean potpyri_subtract_sky?)" in p
+               for p in pm.problems), pm.problems
+
+
+def test_hook_with_arguments_the_spec_does_not_have_is_a_problem_line():
+    class WrongArgs:
+        @hookimpl
+        def potpyri_mask_satellites(self, instrument, frame, options):
+            return None
+
+    pm = PluginManager(extra_plugins=[WrongArgs()], use_entry_points=False)
+    pm.instruments()
+    assert any("WrongArgs" in p and "options" in p for p in pm.problems), pm.problems
 
 
 def test_every_do_hook_has_a_core_default():
     pm = PluginManager(use_entry_points=False)
-    for name in ("potpyri_read_header", "potpyri_classify", "potpyri_assemble", "potpyri_build_calibration",
-                 "potpyri_apply_calibrations", "potpyri_mask", "potpyri_subtract_sky", "potpyri_solve_wcs",
-                 "potpyri_stack", "potpyri_photometry", "potpyri_zeropoint", "potpyri_pack_raw"):
+    provide = {"potpyri_instruments", "potpyri_catalog_sources", "potpyri_stages"}
+    for name in sorted(HOOK_NAMES - provide):
         impls = getattr(pm.hook, name).get_hookimpls()
         assert any(impl.plugin_name == "potpyri-core" and impl.trylast for impl in impls), name

@@ -25,7 +25,8 @@ def test_missing_flats_are_reported_and_nothing_is_invented(tmp_path):
     assert "0 frame(s), at least 3 needed" in master and "add flat frames" in master
     frame_messages = [m for (stage, _), m in failures.items() if stage == "frames"]
     assert len(frame_messages) == 2
-    assert all("no master flat mflat_r_12_4x4.fits" in m for m in frame_messages)
+    assert all("no master flat for GMOS-N filter r, amp 12, binning 4x4; flat masters present: none" in m
+               for m in frame_messages)
     assert not list((tmp_path / "red" / "workspace").glob("*.fits"))
     assert (tmp_path / "red" / "cals" / "mbias_12_4x4.fits").exists()
 

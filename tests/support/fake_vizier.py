@@ -36,6 +36,8 @@ from astropy.io.votable.tree import Info, Resource, VOTableFile
 from astropy.table import Table
 
 ENDPOINT = "/viz-bin/votable"
+#: The environment variable the potpyri-catalogs VizieR sources read their server from.
+SERVER_ENV = "POTPYRI_VIZIER_SERVER"
 #: Rows VizieR returns when the query has no ``-out.max``.
 DEFAULT_OUT_MAX = 50
 #: Position columns looked for, in order (VizieR and Gaia-archive names).
@@ -252,4 +254,4 @@ class FakeVizier:
         self.stop()
 
 
-__all__ = ["ENDPOINT", "FakeVizier", "answer", "constraint_mask", "parse_script", "position_columns"]
+__all__ = ["ENDPOINT", "SERVER_ENV", "FakeVizier", "answer", "constraint_mask", "parse_script", "position_columns"]

@@ -1,12 +1,12 @@
-"""Test-only potpyri plugin providing the made-up instrument TESTCAM."""
+"""Test-only potpyri plugin providing the made-up single-HDU instrument TESTCAM.
 
-from potpyri_core import hookimpl
-from potpyri_core.settings import settings_from_package
+The instrument is data (``instruments/testcam.toml``); the one step that differs (its sky)
+and its extra stage (``column_pattern``) are in :mod:`potpyri_testscope.hooks`, which the
+core calls only when TESTCAM is reduced.
+"""
+
+from potpyri_core.api import instruments_hook
 
 __version__ = "0.0.1"
 
-
-@hookimpl
-def potpyri_instruments():
-    """Return the raw settings of TESTCAM (read from ``instruments/testcam.toml``)."""
-    return settings_from_package(__name__)
+potpyri_instruments = instruments_hook(__name__)

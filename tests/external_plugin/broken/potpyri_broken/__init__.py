@@ -1,10 +1,5 @@
 """Test-only potpyri plugin whose only instrument (BROKENCAM) has two wrong settings."""
 
-from potpyri_core import hookimpl
-from potpyri_core.settings import settings_from_package
+from potpyri_core.api import instruments_hook
 
-
-@hookimpl
-def potpyri_instruments():
-    """Return the raw (invalid) settings of BROKENCAM."""
-    return settings_from_package(__name__)
+potpyri_instruments = instruments_hook(__name__)

@@ -1,4 +1,4 @@
-"""Reference catalogs queried online from VizieR (Gaia DR3, PS1, SDSS, SkyMapper, 2MASS).
+"""Catalog sources answered by VizieR through astroquery.
 
 Each :class:`VizierSource` asks one VizieR table for a cone through
 :class:`astroquery.vizier.Vizier` and returns a table in the canonical schema of
@@ -12,14 +12,8 @@ the way astroquery uses it (``https://HOST/viz-bin/votable``); a value with a sc
 (``http://127.0.0.1:8080``) is used as the base URL as given, because astroquery itself
 always prepends ``https://``.
 
-Column names were checked against the VizieR tables: Gaia DR3 ``I/355/gaiadr3``
-(``RA_ICRS``, ``DE_ICRS``, ``pmRA``, ``pmDE``, ``Gmag``, ``e_Gmag``; positions at epoch
-2016.0), PS1 ``II/349/ps1`` (``RAJ2000``, ``DEJ2000``, ``gmag``.. ``ymag`` PSF and
-``gKmag``.. ``yKmag`` Kron magnitudes with ``e_`` errors), SDSS DR16 ``V/154/sdss16``
-(``RA_ICRS``, ``DE_ICRS``, PSF magnitudes ``upmag``.. ``zpmag`` with ``e_``, ``class`` 6 =
-star, ``mode`` 1 = primary), SkyMapper DR4 ``II/379/smssdr4`` (``RAICRS``, ``DEICRS``,
-``uPSF``.. ``zPSF`` with ``e_``, ``ClassStar``) and 2MASS ``II/246/out`` (``RAJ2000``,
-``DEJ2000``, ``Jmag``, ``Hmag``, ``Kmag`` with ``e_``; Vega).
+The sources themselves (Gaia DR3, PS1, SDSS, SkyMapper, 2MASS) are defined in
+:mod:`potpyri_catalogs.sources`.
 """
 
 from __future__ import annotations
@@ -36,11 +30,9 @@ from astroquery.vizier import VizierClass
 from astroquery.vizier import conf as vizier_conf
 
 from potpyri_core.catalogs.cache import CatalogUnavailableError, unavailable_message
-from potpyri_core.catalogs.columns import GAIA_DR3_EPOCH, normalise
+from potpyri_core.catalogs.columns import normalise
 
 SERVER_ENV = "POTPYRI_VIZIER_SERVER"
-#: 2MASS Vega -> AB offsets (Blanton & Roweis 2007), as in the instruments' zero points.
-TWOMASS_VEGA_TO_AB = {"J": 0.91, "H": 1.39, "K": 1.85}
 #: PS1 point sources: PSF - Kron magnitude below this.
 PS1_PSF_KRON_LIMIT = 0.1
 
@@ -125,6 +117,8 @@ class VizierSource:
     ----------
     name : str
         Source name used in settings (``ZeroPointCatalogs``) and messages, e.g. ``ps1``.
+    title : str
+        What the source is, for ``potpyri catalogs list`` (e.g. ``Pan-STARRS1 DR1``).
     catalog : str
         VizieR table id, e.g. ``II/349/ps1``.
     band_columns : dict
@@ -153,6 +147,7 @@ class VizierSource:
     """
 
     name: str
+    title: str
     catalog: str
     band_columns: dict[str, tuple[str, str | None]]
     position_columns: list[str]
@@ -170,6 +165,17 @@ class VizierSource:
     def bands(self) -> list[str]:
         """Bands this source provides."""
         return list(self.band_columns)
+
+    @property
+    def description(self) -> str:
+        """One line for listings: the title and the VizieR table."""
+        return f"{self.title} (VizieR {self.catalog})"
+
+    @property
+    def band_dependent(self) -> bool:
+        """Whether the answer depends on the band asked for (a magnitude range or a row
+        filter such as the PS1 point-source cut); if not, one cached answer serves every band."""
+        return self.row_filter is not None or self.mag_range is not None
 
     @property
     def columns(self) -> list[str]:
@@ -286,56 +292,3 @@ class VizierSource:
             }
         )
         return out
-
-
-def _ps1() -> VizierSource:
-    bands = "grizy"
-    psf = {b: f"{b}mag" for b in bands}
-    kron = {b: f"{b}Kmag" for b in bands}
-    return VizierSource(
-        name="ps1",
-        catalog="II/349/ps1",
-        band_columns={b: (f"{b}mag", f"e_{b}mag") for b in bands},
-        position_columns=["RAJ2000", "DEJ2000"],
-        extra_columns=list(kron.values()),
-        row_filter=psf_minus_kron_cut(psf, kron),
-    )
-
-
-#: Gaia DR3: astrometry (positions at 2016.0 with proper motions) and G.
-gaia = VizierSource(
-    name="gaia",
-    catalog="I/355/gaiadr3",
-    band_columns={"G": ("Gmag", "e_Gmag")},
-    position_columns=["RA_ICRS", "DE_ICRS", "pmRA", "pmDE"],
-    ref_epoch=GAIA_DR3_EPOCH,
-)
-#: Pan-STARRS1 DR1 PSF magnitudes of point sources (PSF - Kron < 0.1), Dec > -30.
-ps1 = _ps1()
-#: SDSS DR16 PSF magnitudes of primary objects classified as stars.
-sdss = VizierSource(
-    name="sdss",
-    catalog="V/154/sdss16",
-    band_columns={b: (f"{b}pmag", f"e_{b}pmag") for b in "ugriz"},
-    position_columns=["RA_ICRS", "DE_ICRS"],
-    column_filters={"class": "=6", "mode": "=1"},
-)
-#: SkyMapper DR4 PSF magnitudes of star-like objects (ClassStar > 0.9), southern sky.
-skymapper = VizierSource(
-    name="skymapper",
-    catalog="II/379/smssdr4",
-    band_columns={b: (f"{b}PSF", f"e_{b}PSF") for b in "uvgriz"},
-    position_columns=["RAICRS", "DEICRS"],
-    column_filters={"ClassStar": ">0.9"},
-    renames={"RAICRS": "RA_ICRS", "DEICRS": "DE_ICRS"},
-)
-#: 2MASS point sources, J H Ks converted from Vega to AB (band ``K`` is Ks).
-twomass = VizierSource(
-    name="twomass",
-    catalog="II/246/out",
-    band_columns={"J": ("Jmag", "e_Jmag"), "H": ("Hmag", "e_Hmag"), "K": ("Kmag", "e_Kmag")},
-    position_columns=["RAJ2000", "DEJ2000"],
-    vega_to_ab=dict(TWOMASS_VEGA_TO_AB),
-)
-
-BUILTIN_SOURCES: list[VizierSource] = [gaia, ps1, sdss, skymapper, twomass]

@@ -1,0 +1,459 @@
+"""The core's stages: what each does, through hooks, over its units of work.
+
+Each stage is a function ``run(pipeline)``; per-unit work that runs in worker processes is
+a module-level job function taking a picklable :class:`JobContext` (the instrument, the
+resolved parameters, the plugin set and the hooks the run options turn off), so that every
+process calls the same plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+from potpyri_core.catalogs.cache import CatalogUnavailableError
+from potpyri_core.catalogs.columns import at_epoch
+from potpyri_core.filelist import select, sort_night
+from potpyri_core.frames import Frame
+from potpyri_core.maskbits import Bit
+from potpyri_core.params import Parameters
+from potpyri_core.plugins import InstrumentHooks, PluginSpec, plugins_for
+from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_header
+from potpyri_core.settings import InstrumentSettings
+from potpyri_core.stagelist import Stage
+from potpyri_core.stages import align, astrometry, photometry, psfphot, resample
+from potpyri_core.stages.calibrate import MissingCalibrationError
+from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
+
+if TYPE_CHECKING:
+    from potpyri_core.pipeline import Pipeline
+
+log = logging.getLogger("potpyri")
+
+PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
+"""Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job needs in any process: picklable, the hooks rebuilt from the plugin spec."""
+
+    instrument: InstrumentSettings
+    params: Parameters
+    plugins: PluginSpec
+    skipped: frozenset[str] = frozenset()
+    _hooks: list[InstrumentHooks] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def hooks(self) -> InstrumentHooks:
+        """The instrument's hooks in this process."""
+        if not self._hooks:
+            self._hooks.append(plugins_for(self.plugins).for_instrument(self.instrument.name))
+        return self._hooks[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"instrument": self.instrument, "params": self.params, "plugins": self.plugins,
+                "skipped": self.skipped}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_hooks", [])
+
+
+def load_raw(ctx: JobContext, path: Path, exptime: float) -> Frame:
+    """Assemble a raw file through ``potpyri_assemble``."""
+    with fits.open(path, memmap=False) as hdul:
+        frame = ctx.hooks.potpyri_assemble(instrument=ctx.instrument, hdul=hdul, path=path)
+    frame.meta["exptime"] = exptime
+    return frame
+
+
+@dataclass(frozen=True)
+class _timed:
+    """A picklable wrapper of a job: returns ``(name, ok, seconds, message)``; an exception
+    becomes the message, so one bad frame never stops the others."""
+
+    job: Any
+
+    def __call__(self, args: tuple) -> tuple[str, bool, float, str]:
+        start = time.perf_counter()
+        unit = args[1]
+        name = ", ".join(Path(q).name for q in unit) if isinstance(unit, list) else Path(unit).name
+        try:
+            message = self.job(*args)
+            return name, True, time.perf_counter() - start, message or ""
+        except Exception as exc:
+            log.debug(traceback.format_exc())
+            return name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
+
+
+# ----------------------------------------------------------------------------- sort
+def run_sort(p: Pipeline) -> None:
+    """Classify the raw files (or reuse ``file_list.txt`` with ``--no-redo-sort``)."""
+    opts = p.options
+    redo = opts.redo_sort and "sort" in p.selected
+    start = time.perf_counter()
+    table = sort_night(p.instrument, p.data_path, opts.file_list_name, redo=redo, workers=opts.proc,
+                       plugins=p.plugins.spec)
+    p.table = select(table, opts.include_bad, opts.target)
+    counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
+    science = int(np.sum(p.table["Type"] == "SCIENCE"))
+    if science == 0:
+        wanted = f" of target {opts.target}" if opts.target else ""
+        p.record(opts.file_list_name, False, time.perf_counter() - start,
+                 f"no SCIENCE frames{wanted} of {p.instrument.name} in {p.data_path} ({counts});"
+                 f" see the Type and Reason columns of {opts.file_list_name}")
+        return
+    p.record(opts.file_list_name, True, time.perf_counter() - start, counts)
+
+
+# ----------------------------------------------------------------------------- calibrations
+def run_calibrations(p: Pipeline) -> None:
+    """Build every master the night's frames are matched to, bias first, then dark, flat."""
+    lib = p.library
+    for kind in lib.kinds(skip_flat=p.options.skip_flatten):
+        for group, rows in lib.needed_groups(kind).items():
+            start = time.perf_counter()
+            item = f"m{kind}_{group}"
+            try:
+                ctx = p.job_context()
+                frames = []
+                for row in rows:
+                    frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
+                    earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
+                    masters = {k: Frame.from_file(path) for k, path in _available(lib, row, earlier).items()}
+                    if masters:
+                        frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
+                                                                     masters=masters, params=p.params.calibration)
+                    frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
+                    frames.append(frame)
+                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument, kind=kind, frames=frames,
+                                                             group=group, params=p.params.calibration)
+                for i, row in enumerate(rows):
+                    master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
+                if kind == "flat":
+                    master.header["FLATSRC"] = (p.instrument.calibrations.flat_source, "what the flat frames are")
+                atomic_write(master.to_hdul(), lib.master_path(kind, group))
+                p.record(item, True, time.perf_counter() - start, f"{len(frames)} frames")
+            except Exception as exc:
+                log.debug(traceback.format_exc())
+                p.record(item, False, time.perf_counter() - start, str(exc))
+
+
+def _available(lib: Any, row: Any, kinds: list[str]) -> dict[str, Path]:
+    """Masters of ``kinds`` that match ``row`` (those that do not exist are left out)."""
+    found = {}
+    for kind in kinds:
+        try:
+            found[kind] = lib.match(kind, row)
+        except MissingCalibrationError:
+            continue
+    return found
+
+
+# ----------------------------------------------------------------------------- frames
+def frame_job(ctx: JobContext, raw_path: Path, exptime: float, masters: dict[str, Path], out_path: Path) -> str:
+    """Assemble, calibrate and flag cosmic rays in one science frame."""
+    frame = load_raw(ctx, raw_path, exptime)
+    loaded = {k: Frame.from_file(p) for k, p in masters.items()}
+    frame = ctx.hooks.potpyri_apply_calibrations(instrument=ctx.instrument, frame=frame, masters=loaded,
+                                                 params=ctx.params.calibration)
+    if "potpyri_mask_cosmic_rays" not in ctx.skipped:
+        crs = ctx.hooks.potpyri_mask_cosmic_rays(instrument=ctx.instrument, frame=frame, params=ctx.params.cosmic_rays)
+        frame.mask |= crs.astype(np.uint16) * np.uint16(Bit.COSMIC_RAY)
+        frame.header["NCRPIX"] = (int(crs.sum()), "pixels flagged as cosmic rays")
+    frame.header["RAWMD5"] = (md5sum(raw_path), "checksum of the raw file")
+    ny, nx = frame.data.shape
+    centre = frame.wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
+    frame.header["PNTRA"] = (float(centre.ra.deg), "frame centre from the raw header WCS (deg)")
+    frame.header["PNTDEC"] = (float(centre.dec.deg), "frame centre from the raw header WCS (deg)")
+    atomic_write(frame.to_hdul(), out_path)
+    return ""
+
+
+def run_frames(p: Pipeline) -> None:
+    """Calibrate and mask every science frame (in parallel)."""
+    kinds = p.library.kinds(skip_flat=p.options.skip_flatten)
+    ctx = p.job_context()
+    jobs = []
+    for row in p.rows("SCIENCE"):
+        try:
+            masters = p.library.masters_for(row, kinds)
+        except MissingCalibrationError as exc:
+            p.record(row["File"], False, 0.0, str(exc))
+            continue
+        jobs.append((ctx, p.data_path / row["File"], float(row["Exp"]), masters, p.workspace_path(row["File"])))
+    for name, ok, seconds, message in p.map(_timed(frame_job), jobs, "frames"):
+        p.record(name, ok, seconds, message)
+
+
+# ----------------------------------------------------------------------------- sky
+def sky_job(ctx: JobContext, paths: list[Path]) -> str:
+    """Subtract the sky shared by ``paths`` (one frame, or a dithered target) and flag trails."""
+    frames = [Frame.from_file(path) for path in paths]
+    if "potpyri_subtract_sky" not in ctx.skipped:
+        frames = ctx.hooks.potpyri_subtract_sky(instrument=ctx.instrument, frames=frames, params=ctx.params.sky)
+    messages = []
+    for path, frame in zip(paths, frames, strict=True):
+        trail = ctx.hooks.potpyri_mask_satellites(instrument=ctx.instrument, frame=frame, params=ctx.params.satellites)
+        frame.mask |= trail.astype(np.uint16) * np.uint16(Bit.SATELLITE)
+        frame.header["NSATPIX"] = (int(trail.sum()), "pixels flagged as satellite trail")
+        atomic_write(frame.to_hdul(), path)
+        messages.append(f"sky {frame.header.get('SKYLEVEL', 0.0):.0f} e-")
+    return ", ".join(messages)
+
+
+def run_sky(p: Pipeline) -> None:
+    """Sky subtraction (per frame for a 2-D sky, per target for a dithered sky) and trails."""
+    ctx = p.job_context()
+    units: list[list[Path]] = []
+    for group in p.science_groups().values():
+        paths = [p.workspace_path(r["File"]) for r in sorted(group, key=lambda r: r["Time"])]
+        paths = [path for path in paths if path.exists()]
+        if p.params.sky.method == "dither":
+            units.append(paths)
+        else:
+            units.extend([path] for path in paths)
+    for name, ok, seconds, message in p.map(_timed(sky_job), [(ctx, u) for u in units if u], "sky"):
+        p.record(name, ok, seconds, message)
+
+
+# ----------------------------------------------------------------------------- astrometry
+def astrometry_job(ctx: JobContext, path: Path, reference: Any) -> str:
+    """Solve one frame's WCS against the reference catalog at the frame's epoch."""
+    frame = Frame.from_file(path)
+    mjd = float(frame.header.get("MJD-OBS", 51544.5))
+    at_obs = reference.copy(copy_data=False)
+    at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(mjd, format="mjd").jyear)
+    try:
+        solution = ctx.hooks.potpyri_solve_wcs(instrument=ctx.instrument, frame=frame, reference=at_obs,
+                                               params=ctx.params.astrometry)
+    except Exception as exc:  # the frame is marked as failed: the stack leaves it out
+        frame.header.update(astrometry.failure_header(f"{type(exc).__name__}: {exc}"))
+        atomic_write(frame.to_hdul(), path)
+        raise
+    header = frame.header
+    for key in list(header.keys()):
+        if key.startswith(WCS_KEY_PREFIXES):
+            del header[key]
+    header.update(astrometry.solution_header(solution))
+    extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
+    atomic_write(frame.to_hdul(extra), path)
+    return (f"{solution.n_matched} stars ({solution.backend}, {solution.model}), rms"
+            f" {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\"")
+
+
+def run_astrometry(p: Pipeline) -> None:
+    """Solve the WCS of every calibrated science frame against the reference catalog."""
+    catalog = p.reference_catalog()
+    if catalog is None:
+        p.record("all frames", False, 0.0, "no calibrated science frames")
+        return
+    try:
+        reference = catalog.astrometric()
+    except CatalogUnavailableError as exc:
+        p.record("all frames", False, 0.0, f"{exc}; header WCS kept")
+        return
+    ctx = p.job_context()
+    jobs = [(ctx, p.workspace_path(r["File"]), reference) for r in p.rows("SCIENCE")
+            if p.workspace_path(r["File"]).exists()]
+    for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
+        p.record(name, ok, seconds, message)
+    # frame-to-frame alignment of each target's frames with all their detected sources
+    params = p.params.astrometry
+    for group in p.science_groups().values() if params.align_frames else []:
+        paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
+        start = time.perf_counter()
+        for name, ok, message in align.align_workspace(paths, p.instrument, params, atomic_write):
+            p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
+
+
+# ----------------------------------------------------------------------------- stack
+def resample_job(args: tuple) -> Frame:
+    """Resample one frame onto the stack grid through ``potpyri_resample``."""
+    ctx, path, grid, shape = args
+    frame = Frame.from_file(path)
+    return ctx.hooks.potpyri_resample(instrument=ctx.instrument, frame=frame, grid=grid, shape=shape,
+                                      params=ctx.params.resample)
+
+
+def output_grid(p: Pipeline, headers: list[fits.Header]) -> tuple[fits.Header, tuple[int, int]]:
+    """North-up output grid: centre from ``--fieldcenter`` or the frames, side ``--out-size``."""
+    binning = int(str(headers[0].get("BINNING", "1x1")).split("x")[0])
+    scale = p.instrument.pixel_scale * binning
+    if p.options.fieldcenter is not None:
+        center = SkyCoord(*p.options.fieldcenter, unit="deg")
+    else:
+        centers = [WCS(h, relax=True).pixel_to_world((h["NAXIS1"] - 1) / 2, (h["NAXIS2"] - 1) / 2) for h in headers]
+        center = SkyCoord(np.median([c.ra.deg for c in centers]), np.median([c.dec.deg for c in centers]),
+                          unit="deg")
+    side = (p.options.out_size or p.instrument.out_size) // binning
+    return resample.output_grid(center, (side, side), scale).to_header(), (side, side)
+
+
+def run_stack(p: Pipeline) -> None:
+    """Resample and combine the frames of each target/filter group."""
+    for targtype, group in p.science_groups().items():
+        start = time.perf_counter()
+        try:
+            paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
+            if not paths:
+                raise RuntimeError("no calibrated frames (frames stage failed or not run)")
+            # frames whose astrometry failed its checks are left out of the stack, and named
+            failed = {q: fits.getheader(q).get("ASTREASN", "") for q in paths
+                      if fits.getheader(q).get("ASTSTAT") == "FAIL"}
+            for q, reason in failed.items():
+                p.record(q.name, False, 0.0, f"left out of the stack: astrometry failed ({reason})")
+            paths = [q for q in paths if q not in failed]
+            group = group[np.array([p.workspace_path(r["File"]) in paths for r in group], bool)]
+            if not paths:
+                raise RuntimeError("every frame failed its astrometry")
+            headers = [fits.getheader(path) for path in paths]
+            grid, shape = output_grid(p, headers)
+            ctx = p.job_context()
+            resampled = p.map(resample_job, [(ctx, path, grid, shape) for path in paths], "resampling")
+            out = p.hooks.potpyri_stack(instrument=p.instrument, frames=resampled, params=p.params.stack)
+            del resampled
+            out.header = stack_header(p.instrument, grid, headers[0], group, headers)
+            out.header["NDROPPED"] = (len(failed), "frames left out: astrometry failed")
+            out.name = targtype
+            path = p.stack_path(group)
+            prov = provenance_hdu(headers, p.instrument.model_dump(mode="json"), p.options.model_dump_json(),
+                                  p.params.to_json(), p.plugins.versions())
+            atomic_write(out.to_hdul([prov, fits.ImageHDU(out.meta["nframes"], name="NFRAMES")]), path)
+            p.summary.stacks.append(path)
+            p.record(path.name, True, time.perf_counter() - start, f"{len(paths)} frames")
+        except Exception as exc:
+            log.debug(traceback.format_exc())
+            p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+
+
+# ----------------------------------------------------------------------------- photometry
+def run_photometry(p: Pipeline) -> None:
+    """Photometry, zero point and limits of every stack."""
+    catalog = p.reference_catalog()
+    for targtype, group in p.science_groups().items():
+        path = p.stack_path(group)
+        start = time.perf_counter()
+        if not path.exists():
+            p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
+            continue
+        try:
+            message = photometry_one(p, path, str(group[0]["Filter"]), catalog)
+            p.record(path.name, True, time.perf_counter() - start, message)
+        except Exception as exc:
+            log.debug(traceback.format_exc())
+            p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+
+
+def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
+    """Measure one stack, calibrate it against ``catalog`` and rewrite it with the tables."""
+    frame = Frame.from_file(path)
+    with fits.open(path) as hdul:
+        extras = [h.copy() for h in hdul[3:] if h.name not in PHOTOMETRY_EXTENSIONS]
+    scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
+    params = p.params.photometry
+    result = p.hooks.potpyri_photometry(instrument=p.instrument, stack=frame, params=params)
+    h = frame.header
+    h["FWHM"] = (result.fwhm, "median stellar FWHM (pixels)")
+    h["SEEING"] = (result.fwhm * scale, "median stellar FWHM (arcsec)")
+    h["APRAD"] = (result.radius, "photometry aperture radius (pixels)")
+    h["APCOR"] = (result.apcor, f"aperture correction to {photometry.APCOR_RADIUS_FWHM:g} FWHM")
+    h["NOISECOR"] = (result.noise_correlation, "empty-aperture var / summed pixel var")
+    h["SKYSIG"] = (float(np.median(np.sqrt(frame.variance[(frame.mask & 0xFF) == 0]))), "median ERROR (e-/s)")
+    message = f"{len(result.table)} sources, FWHM {result.fwhm * scale:.2f}\""
+    problem = ""
+    try:
+        reference = catalog.photometric(band, p.instrument.zeropoint.vega_to_ab) if catalog is not None else None
+    except (CatalogUnavailableError, ValueError) as exc:
+        reference, problem = None, str(exc)
+    if reference is None and not problem:
+        problem = (f"no {band}-band reference catalog for this instrument and field: no zero point"
+                   f" (pass --catalog FILE with {band} magnitudes)")
+    if reference is not None:
+        zp = p.hooks.potpyri_zeropoint(instrument=p.instrument, band=band, sources=result.table, reference=reference,
+                                       params=params)
+        h["ZPTMAG"] = (zp["ZPTMAG"], "m = -2.5 log10(e-/s) + ZPTMAG (AB)")
+        h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
+        h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")
+        h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
+        for key, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
+            h[key] = (value, f"{key[1:-5]}-sigma point-source limit (AB)")
+        result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
+        if getattr(result, "psf_table", None) is not None:
+            result.psf_table["mag"] = result.psf_table["mag_inst"] + zp["ZPTMAG"]
+        message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
+    table_hdu = fits.table_to_hdu(result.table)
+    table_hdu.name = "APPPHOT"
+    psf_hdus = psf_extensions(result, h)
+    if psf_hdus:
+        message += f", PSF {len(result.psf_table)} sources ({len(result.psf_stars)} ePSF stars)"
+    else:
+        message += ", no PSF photometry"
+    atomic_write(frame.to_hdul([*extras, table_hdu, *psf_hdus]), path)
+    if problem:
+        raise RuntimeError(f"{message}; {problem}")
+    return message
+
+
+def psf_extensions(result: photometry.ApertureResult, header: fits.Header) -> list[fits.hdu.base.ExtensionHDU]:
+    """PSFPHOT, PSFSTARS, PSF and RESIDUAL extensions of a photometry result (none without
+    PSF photometry); the PSF header cards go into ``header`` too."""
+    psf_table = getattr(result, "psf_table", None)
+    if psf_table is None:
+        log.warning("no PSF photometry for this stack: no PSFPHOT, PSFSTARS, PSF, RESIDUAL")
+        for key in ("PSFFWHM", "NPSFSTAR"):
+            header.remove(key, ignore_missing=True)
+        return []
+    oversampling = int(result.epsf_oversampling)
+    fwhm = psfphot.epsf_fwhm(result.epsf_image, oversampling)
+    header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (pixels)")
+    header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
+    phot_hdu = fits.table_to_hdu(psf_table)
+    phot_hdu.name = "PSFPHOT"
+    stars_hdu = fits.table_to_hdu(result.psf_stars)
+    stars_hdu.name = "PSFSTARS"
+    psf_hdu = fits.ImageHDU(np.asarray(result.epsf_image, np.float32), name="PSF")
+    psf_hdu.header["OVERSAMP"] = (oversampling, "ePSF oversampling relative to the stack pixels")
+    psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (stack pixels)")
+    psf_hdu.header["PSFNORM"] = (float(np.sum(result.epsf_image)) / oversampling**2,
+                                 "fraction of the total flux inside this image")
+    psf_hdu.header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
+    residual_hdu = fits.ImageHDU(np.asarray(result.residual, np.float32), name="RESIDUAL")
+    residual_hdu.header["BUNIT"] = (header.get("BUNIT", "electron/s"), "SCI minus the fitted PSF models")
+    return [phot_hdu, stars_hdu, psf_hdu, residual_hdu]
+
+
+CORE_STAGES: list[Stage] = [
+    Stage("sort", run_sort, "night", ("potpyri_read_header", "potpyri_classify"), "raw files",
+          "file_list.txt"),
+    Stage("calibrations", run_calibrations, "calibration group",
+          ("potpyri_assemble", "potpyri_apply_calibrations", "potpyri_build_calibration"),
+          "file list, raw bias/dark/flat frames", "red/cals/m<kind>_<group>.fits",
+          skips=(("skip_flatten", "potpyri_build_calibration:flat"),)),
+    Stage("frames", run_frames, "frame", ("potpyri_assemble", "potpyri_apply_calibrations",
+                                          "potpyri_mask_cosmic_rays"),
+          "raw science frames, masters", "red/workspace/<stem>_red.fits",
+          skips=(("skip_cr", "potpyri_mask_cosmic_rays"), ("skip_flatten", "flat master"))),
+    Stage("sky", run_sky, "frame (2-D sky) or target (dithered sky)",
+          ("potpyri_subtract_sky", "potpyri_mask_satellites"), "red/workspace", "red/workspace",
+          skips=(("skip_skysub", "potpyri_subtract_sky"),)),
+    Stage("astrometry", run_astrometry, "frame", ("potpyri_solve_wcs",), "red/workspace, reference catalog",
+          "red/workspace (WCS)", skips=(("skip_gaia", "*"),)),
+    Stage("stack", run_stack, "target", ("potpyri_resample", "potpyri_stack"), "red/workspace",
+          "red/<target>...stk.fits"),
+    Stage("photometry", run_photometry, "target", ("potpyri_photometry", "potpyri_zeropoint"),
+          "stack, photometric catalog", "stack (APPPHOT, PSFPHOT, PSF, ZPTMAG, limits)"),
+]
+"""The core's stages, in order."""
