@@ -75,11 +75,10 @@ def pointing(header: Any, settings: HeaderWCS) -> SkyCoord:
 
 
 def position_angle(header: Any, settings: HeaderWCS) -> float:
-    """Position angle of the detector +y axis, east of north (deg)."""
-    if settings.pa_keyword is None:
-        return settings.pa_offset
-    if settings.pa_keyword not in header:
-        raise KeyError(f"position-angle keyword {settings.pa_keyword} missing from the header")
+    """Position angle of the detector +y axis, east of north (deg); ``pa_offset`` alone when
+    the header lacks the keyword."""
+    if settings.pa_keyword is None or settings.pa_keyword not in header:
+        return settings.pa_offset  # the blind solver searches any rotation
     return settings.pa_sign * float(header[settings.pa_keyword]) + settings.pa_offset
 
 
