@@ -435,6 +435,43 @@ class SimulationFormat(StrictModel):
     are cut as the reduction's own settings describe (no independent check of them)."""
 
 
+class HeaderWCS(StrictModel):
+    """How to build a starting WCS from a raw header (the blind solver's first guess).
+
+    A header WCS whose CTYPE is celestial (``RA---``/``DEC--`` ...) is used as it is when
+    ``celestial_wcs`` is true; a detector WCS (``PANE_X``, ``AMPLIFIER_X``, ``BINO_X``, ...)
+    never is. Otherwise the WCS is built from the pointing keywords, the pixel scale and the
+    position angle: ``PA = pa_sign * header[pa_keyword] + pa_offset`` (deg, east of north).
+    """
+
+    celestial_wcs: bool = True
+    """The raw header WCS, when celestial, describes the sky (False: ignore it)."""
+    ra_keyword: str = "RA"
+    """Pointing RA: degrees (number) or sexagesimal hours (string ``hh:mm:ss.s``)."""
+    dec_keyword: str = "DEC"
+    """Pointing Dec: degrees (number) or sexagesimal degrees (string)."""
+    ra_unit: Literal["auto", "deg", "hourangle"] = "auto"
+    """``auto``: numbers are degrees, sexagesimal strings are hours."""
+    pa_keyword: str | None = None
+    """Keyword of the position angle (None: PA = ``pa_offset``)."""
+    pa_sign: Literal[1, -1] = 1
+    pa_offset: float = 0.0
+    flip: bool = False
+    """True when the detector is mirrored: north up gives east right instead of left."""
+    reference_pixel: tuple[float, float] | None = None
+    """Unbinned mosaic pixel (x, y, 1-based) the pointing refers to; None: mosaic centre."""
+    chip_keyword: str | None = None
+    """Keyword naming the chip of a one-file-per-chip instrument (e.g. IMACS ``CHIP``)."""
+    chip_offsets: dict[str, tuple[float, float]] = {}
+    """Chip value -> (x, y) offset in unbinned pixels of the chip's reference pixel from the
+    pointing position on the sky, along the detector axes."""
+    pixel_scale: float | None = None
+    """Arcsec per unbinned pixel for the starting WCS (None: the instrument's ``pixel_scale``)."""
+    distortion_k3: float = 0.0
+    """Known radial distortion about the reference pixel: a pixel at radius ``r`` (unbinned px)
+    lies ``k3 * r**3`` px outward of its undistorted place (SIP A_3_0 = A_1_2 = B_0_3 = B_2_1)."""
+
+
 class InstrumentSettings(StrictModel):
     """Everything the core needs to know about one instrument."""
 
@@ -468,6 +505,8 @@ class InstrumentSettings(StrictModel):
     raw_glob: list[str] = ["*.fits", "*.fits.gz", "*.fits.bz2", "*.fits.fz", "*.fz", "*.fit", "*.fit.gz", "*.fts"]
     """File-name patterns of raw files in a night's folder (matched case-insensitively)."""
     simulation: SimulationFormat | None = None
+    header_wcs: HeaderWCS = HeaderWCS()
+    """Starting WCS from the raw header (pointing, scale, position angle, distortion)."""
 
     @field_validator("params")
     @classmethod
