@@ -344,10 +344,14 @@ def run_astrometry(p: Pipeline) -> None:
             jobs.append((ctx, path, reference, key))
     for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
         p.record(name, ok, seconds, message)
-    # frame-to-frame alignment of each target's frames with all their detected sources
+    # frame-to-frame alignment of each target's frames with all their detected sources (again
+    # only when one of its frames was solved in this run)
+    solved = {job[1] for job in jobs}
     params = p.params.astrometry
     for group in p.science_groups().values() if params.align_frames else []:
         paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
+        if not solved & set(paths):
+            continue
         start = time.perf_counter()
         for name, ok, message in align.align_workspace(paths, p.instrument, params, atomic_write):
             p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
