@@ -34,10 +34,9 @@ def night(tmp_path_factory):
     return root
 
 
-def _reduce(root, tmp_path, monkeypatch, proc, **options):
+def _reduce(root, tmp_path, proc, **options):
     record = tmp_path / f"calls_{proc}.jsonl"
-    monkeypatch.setenv("POTPYRI_TEST_RECORD", str(record))
-    pm = PluginManager(extra_plugins=[recording_plugin])
+    pm = PluginManager(extra_plugins=[recording_plugin.Recorder(record)])
     gmos = pm.instrument("GMOS-N")
     refcat = root / "refcat"
     opts = RunOptions(proc=proc, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"), force=True, **options)
@@ -47,8 +46,8 @@ def _reduce(root, tmp_path, monkeypatch, proc, **options):
 
 
 @pytest.mark.parametrize("proc", [1, 2])
-def test_caller_plugin_is_called_in_every_stage_and_process(night, tmp_path, monkeypatch, proc):
-    summary, calls = _reduce(night, tmp_path, monkeypatch, proc,
+def test_caller_plugin_is_called_in_every_stage_and_process(night, tmp_path, proc):
+    summary, calls = _reduce(night, tmp_path, proc,
                              params={"cosmic_rays": {"sigclip": 4.7}, "check": {"level": 3}})
     assert not summary.failures, summary.table()
     assert {c["hook"] for c in calls} == ALL_HOOKS
@@ -68,8 +67,8 @@ def test_caller_plugin_is_called_in_every_stage_and_process(night, tmp_path, mon
     assert "potpyri-gemini" in json.loads(provenance.meta["PLUGINS"])
 
 
-def test_skip_options_turn_off_exactly_their_hooks(night, tmp_path, monkeypatch):
-    summary, calls = _reduce(night, tmp_path, monkeypatch, 1, skip_cr=True, skip_skysub=True, skip_flatten=True,
+def test_skip_options_turn_off_exactly_their_hooks(night, tmp_path):
+    summary, calls = _reduce(night, tmp_path, 1, skip_cr=True, skip_skysub=True, skip_flatten=True,
                              skip_gaia=True, stages=("sort", "calibrations", "frames", "sky", "astrometry"))
     called = {c["hook"] for c in calls}
     assert not {"potpyri_mask_cosmic_rays", "potpyri_subtract_sky", "potpyri_solve_wcs"} & called
