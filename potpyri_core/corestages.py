@@ -32,7 +32,7 @@ from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_he
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import photometry, psfphot, resample
+from potpyri_core.stages import injection, photometry, psfphot, resample, sourcecat, wcsresiduals
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.uptodate import card, is_current, signature, table_digest
 
@@ -45,7 +45,8 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
-                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY")
+                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
+                          "NINJECT", "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
 
@@ -311,7 +312,8 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str
     header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
     header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
     header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
-    atomic_write(frame.to_hdul(), path)
+    matched = wcsresiduals.residual_table(frame, solution.wcs, at_obs, ctx.params.astrometry.fwhm_init)
+    atomic_write(frame.to_hdul([wcsresiduals.residual_hdu(matched)]), path)
     return f"{solution.n_matched} stars, rms {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\""
 
 
@@ -470,13 +472,18 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
         h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
         for limit, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
             h[limit] = (value, f"{limit[1:-5]}-sigma point-source limit (AB)")
-        result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
+        sourcecat.calibrate(result.table, zp["ZPTMAG"], sourcecat.APERTURE_INVALID)
         if getattr(result, "psf_table", None) is not None:
-            result.psf_table["mag"] = result.psf_table["mag_inst"] + zp["ZPTMAG"]
+            sourcecat.calibrate(result.psf_table, zp["ZPTMAG"], sourcecat.PSF_INVALID)
+        h["LIMDEFA"] = (("M3/M5/M10SIGMA = ZPTMAG - 2.5 log10(k * APCOR * sigma of sums in empty apertures"
+                        " of radius APRAD on blank sky)"), "analytic limits")
         message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
-    table_hdu = fits.table_to_hdu(result.table)
-    table_hdu.name = "APPPHOT"
-    psf_hdus = psf_extensions(result, h)
+        message += injection_cards(frame, result, zp["ZPTMAG"], params)
+    table_hdu = sourcecat.catalog_hdu(result.table, "APPPHOT", sourcecat.APERTURE_INVALID, detection_cards(result, params))
+    if getattr(result, "capped", 0):
+        log.warning("photometry %s: %d sources above the threshold left out (photometry.max_sources=%d)",
+                    path.name, result.capped, params.max_sources)
+    psf_hdus = psf_extensions(result, h, params)
     if psf_hdus:
         message += f", PSF {len(result.psf_table)} sources ({len(result.psf_stars)} ePSF stars)"
     else:
@@ -489,7 +496,38 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
     return message
 
 
-def psf_extensions(result: photometry.ApertureResult, header: fits.Header) -> list[fits.hdu.base.ExtensionHDU]:
+def injection_cards(frame: Frame, result: photometry.ApertureResult, zeropoint: float, params: Any) -> str:
+    """Injection-recovery limits into the stack header; returns the summary's words."""
+    if not params.injection_stars or getattr(result, "epsf_image", None) is None:
+        return ", no injection limits" if params.injection_stars else ""
+    h = frame.header
+    try:
+        out = injection.inject_and_recover(frame.data, frame.variance, frame.mask, result, zeropoint, h["M5SIGMA"],
+                                           params)
+    except (RuntimeError, ValueError) as exc:
+        log.warning("no injection-recovery limits: %s", exc)
+        return f", no injection limits ({exc})"
+    h["M5INJ"] = (out.m5, "S/N-5 magnitude of injected ePSF stars (AB)")
+    h["MC50INJ"] = (out.m50, "50% completeness of injected ePSF stars (AB)")
+    h["NINJECT"] = (out.n_stars, "artificial stars injected (blank sky)")
+    h["INJSEED"] = (params.injection_seed, "seed of the injected positions")
+    h["LIMDEFI"] = (("M5INJ: magnitude where injected total flux / robust scatter of the measured total flux"
+                    " (aperture APRAD x APCOR) is 5, log S/N-magnitude line fit"), "injection S/N-5 limit")
+    h["LIMDEFC"] = (("MC50INJ: magnitude where half the injected stars are found by the catalog's detection"
+                    " (DETSNR), logistic fit"), "injection completeness limit")
+    return f", injected m5 {out.m5:.2f}, c50 {out.m50:.2f}"
+
+
+def detection_cards(result: photometry.ApertureResult, params: Any) -> list[tuple[str, Any, str]]:
+    """Header cards stating how the APPPHOT rows were selected."""
+    return [("DETSNR", params.detect_snr, "rows: PSF-filter and aperture S/N >= this"),
+            ("DETNCOR", result.noise_correlation, "noise correction (NOISECOR) in both S/N"),
+            ("NSOURCE", len(result.table), "rows (sources above the threshold)"),
+            ("DETCAPPD", int(getattr(result, "capped", 0)), "sources dropped by photometry.max_sources")]
+
+
+def psf_extensions(result: photometry.ApertureResult, header: fits.Header,
+                   params: Any) -> list[fits.hdu.base.ExtensionHDU]:
     """PSFPHOT, PSFSTARS, PSF and RESIDUAL extensions of a photometry result (none without
     PSF photometry); the PSF header cards go into ``header`` too."""
     psf_table = getattr(result, "psf_table", None)
@@ -500,15 +538,16 @@ def psf_extensions(result: photometry.ApertureResult, header: fits.Header) -> li
         return []
     oversampling = int(result.epsf_oversampling)
     fwhm = psfphot.epsf_fwhm(result.epsf_image, oversampling)
-    header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (pixels)")
+    header["PSFFWHM"] = (fwhm, "FWHM of the ePSF, Moffat fit (pixels)")
     header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
-    phot_hdu = fits.table_to_hdu(psf_table)
-    phot_hdu.name = "PSFPHOT"
-    stars_hdu = fits.table_to_hdu(result.psf_stars)
-    stars_hdu.name = "PSFSTARS"
+    shifted = int(np.sum((np.asarray(psf_table["flags"]) & sourcecat.SourceFlag.PSF_SHIFTED) > 0))
+    phot_hdu = sourcecat.catalog_hdu(psf_table, "PSFPHOT", sourcecat.PSF_INVALID, [
+        ("PSFMAXSH", params.psf_max_shift_fwhm, "PSFMOVED: fit moved more than this (FWHM)"),
+        ("NPSFMOVD", shifted, "fits flagged PSFMOVED (no mag)")])
+    stars_hdu = sourcecat.catalog_hdu(result.psf_stars, "PSFSTARS")
     psf_hdu = fits.ImageHDU(np.asarray(result.epsf_image, np.float32), name="PSF")
     psf_hdu.header["OVERSAMP"] = (oversampling, "ePSF oversampling relative to the stack pixels")
-    psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (stack pixels)")
+    psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF, Moffat fit (stack pixels)")
     psf_hdu.header["PSFNORM"] = (float(np.sum(result.epsf_image)) / oversampling**2,
                                  "fraction of the total flux inside this image")
     psf_hdu.header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
