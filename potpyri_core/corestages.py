@@ -29,6 +29,8 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.params import Parameters
 from potpyri_core.plugins import InstrumentHooks, PluginSpec, plugins_for
 from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_header
+from potpyri_core.progress import progress
+from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
@@ -133,53 +135,62 @@ def run_sort(p: Pipeline) -> None:
 def run_calibrations(p: Pipeline) -> None:
     """Build every master the night's frames are matched to, bias first, then dark, flat."""
     lib = p.library
-    for kind in lib.kinds(skip_flat=p.options.skip_flatten):
-        for group, rows in lib.needed_groups(kind).items():
-            start = time.perf_counter()
-            item = f"m{kind}_{group}"
-            path = lib.master_path(kind, group)
-            try:
-                earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
-                key = signature("calibration", kind, [md5sum(p.data_path / r["File"]) for r in rows],
-                                [card(m, "CALKEY") for r in rows[:1] for m in _available(lib, r, earlier).values()],
-                                p.params.calibration.model_dump(), lib.rule(kind).model_dump(),
-                                p.instrument.calibrations.min_frames)
-                if rows and is_current(path, "CALKEY", key, p.options.force):
-                    p.record(item, True, time.perf_counter() - start, "up to date")
-                    continue
-                ctx = p.job_context()
-                frames, notes = [], set()
-                for row in rows:
-                    frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
-                    found = _available(lib, row, earlier)
-                    missing = sorted(set(earlier) - set(found))
-                    if missing:
-                        notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
-                    masters = {k: Frame.from_file(path) for k, path in found.items()}
-                    if masters:
-                        frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
-                                                                     masters=masters, params=p.params.calibration)
-                    frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
-                    frames.append(frame)
-                sky_flat = kind == "flat" and lib.is_sky_flat(rows)
-                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
-                                                             kind="skyflat" if sky_flat else kind, frames=frames,
-                                                             group=group, params=p.params.calibration)
-                for i, row in enumerate(rows):
-                    master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
-                master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
-                master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
-                if kind == "flat":
-                    source = "sky" if sky_flat else p.instrument.calibrations.flat_source
-                    master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
-                atomic_write(master.to_hdul(), path)
-                p.made.add(path)
-                for note in sorted(notes):
-                    log.warning("calibrations %s: %s", item, note)
-                p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
-            except Exception as exc:
-                log.debug(traceback.format_exc())
-                p.record(item, False, time.perf_counter() - start, str(exc))
+    work = [(kind, group, rows) for kind in lib.kinds(skip_flat=p.options.skip_flatten)
+            for group, rows in lib.needed_groups(kind).items()]
+    with progress(len(work), "calibrations") as bar:
+        for kind, group, rows in work:
+            _calibration_one(p, lib, kind, group, rows)
+            bar.update()
+
+
+def _calibration_one(p: Pipeline, lib: Any, kind: str, group: str, rows: Any) -> None:
+    """Build (or find up to date) one master."""
+    start = time.perf_counter()
+    item = f"m{kind}_{group}"
+    path = lib.master_path(kind, group)
+    try:
+        earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
+        key = signature("calibration", kind, [md5sum(p.data_path / r["File"]) for r in rows],
+                        [card(m, "CALKEY") for r in rows[:1] for m in _available(lib, r, earlier).values()],
+                        p.params.calibration.model_dump(), lib.rule(kind).model_dump(),
+                        p.instrument.calibrations.min_frames)
+        if rows and is_current(path, "CALKEY", key, p.options.force):
+            p.record(item, True, time.perf_counter() - start, "up to date")
+            return
+        ctx = p.job_context()
+        frames, notes = [], set()
+        for row in rows:
+            frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
+            found = _available(lib, row, earlier)
+            missing = sorted(set(earlier) - set(found))
+            if missing:
+                notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
+            masters = {k: Frame.from_file(path) for k, path in found.items()}
+            if masters:
+                frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
+                                                             masters=masters, params=p.params.calibration)
+            frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
+            frames.append(frame)
+        sky_flat = kind == "flat" and lib.is_sky_flat(rows)
+        master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
+                                                     kind="skyflat" if sky_flat else kind, frames=frames,
+                                                     group=group, params=p.params.calibration)
+        for i, row in enumerate(rows):
+            master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
+        master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
+        master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+        if kind == "flat":
+            source = "sky" if sky_flat else p.instrument.calibrations.flat_source
+            master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
+        atomic_write(master.to_hdul(), path)
+        p.made.add(path)
+        p.summary.products.append(path)
+        for note in sorted(notes):
+            log.warning("calibrations %s: %s", item, note)
+        p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        p.record(item, False, time.perf_counter() - start, str(exc))
 
 
 def _available(lib: Any, row: Any, kinds: list[str]) -> dict[str, Path]:
@@ -407,23 +418,30 @@ def run_stack(p: Pipeline) -> None:
 def run_photometry(p: Pipeline) -> None:
     """Photometry, zero point and limits of every stack."""
     catalog = p.reference_catalog()
-    for targtype, group in p.science_groups().items():
-        path = p.stack_path(group)
-        start = time.perf_counter()
-        if not path.exists():
-            p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
-            continue
-        key = signature("photometry", card(path, "STKKEY"), catalog_signature(catalog),
-                        p.params.photometry.model_dump(), p.instrument.zeropoint.model_dump())
-        if is_current(path, "PHOKEY", key, p.options.force) and card(path, "PHOTSTAT") == "done":
-            p.record(path.name, True, 0.0, "up to date")
-            continue
-        try:
-            message = photometry_one(p, path, str(group[0]["Filter"]), catalog, key)
-            p.record(path.name, True, time.perf_counter() - start, message)
-        except Exception as exc:
-            log.debug(traceback.format_exc())
-            p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+    with progress(len(p.science_groups()), "photometry") as bar:
+        for targtype, group in p.science_groups().items():
+            _photometry_target(p, targtype, group, catalog)
+            bar.update()
+
+
+def _photometry_target(p: Pipeline, targtype: str, group: Any, catalog: Any) -> None:
+    """Photometry of one target's stack (or find it up to date)."""
+    path = p.stack_path(group)
+    start = time.perf_counter()
+    if not path.exists():
+        p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
+        return
+    key = signature("photometry", card(path, "STKKEY"), catalog_signature(catalog),
+                    p.params.photometry.model_dump(), p.instrument.zeropoint.model_dump())
+    if is_current(path, "PHOKEY", key, p.options.force) and card(path, "PHOTSTAT") == "done":
+        p.record(path.name, True, 0.0, "up to date")
+        return
+    try:
+        message = photometry_one(p, path, str(group[0]["Filter"]), catalog, key)
+        p.record(path.name, True, time.perf_counter() - start, message)
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
 
 
 def catalog_signature(catalog: Any) -> Any:
@@ -576,5 +594,7 @@ CORE_STAGES: list[Stage] = [
           "red/<target>...stk.fits"),
     Stage("photometry", run_photometry, "target", ("potpyri_photometry", "potpyri_zeropoint"),
           "stack, photometric catalog", "stack (APPPHOT, PSFPHOT, PSF, ZPTMAG, limits)"),
+    Stage("qa", run_qa, "target", (), "stacks, red/workspace (ASTRESID), photometric catalog, run summary",
+          "red/qa/index.html, red/qa/<stack>.html and PNGs"),
 ]
 """The core's stages, in order."""

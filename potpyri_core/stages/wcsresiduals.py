@@ -18,7 +18,11 @@ from potpyri_core.stages.astrometry import detect_stars
 from potpyri_core.stages.photometry import measure_fwhm
 
 MATCH_ARCSEC = 1.0
-"""Detections within this distance of a reference star are matched to it."""
+"""Detections within this distance of a reference star are matched to it..."""
+CLIP = 4.0
+"""...and kept if also within this many times the typical distance (1.4826 x median)..."""
+FLOOR_ARCSEC = 0.1
+"""...or within this distance (arcsec)."""
 
 
 def residual_table(frame: Frame, wcs: WCS, reference: Table, fwhm_init: float) -> Table:
@@ -38,8 +42,8 @@ def residual_table(frame: Frame, wcs: WCS, reference: Table, fwhm_init: float) -
     Returns
     -------
     astropy.table.Table
-        ``x``, ``y`` (pixels), ``dra``, ``ddec`` (measured minus catalog, arcsec, east and
-        north), ``flux`` (segment flux, e-) and ``mag_ref`` (the catalog's first magnitude);
+        Matched stars (see :data:`MATCH_ARCSEC`, :data:`CLIP`): ``x``, ``y`` (pixels),
+        ``dra``, ``ddec`` (measured minus catalog, arcsec, east and north), ``flux`` (segment flux, e-) and ``mag_ref`` (the catalog's first magnitude);
         ``meta['FWHM']`` is the frame's stellar FWHM (pixels).
     """
     bad = (frame.mask & UNUSABLE) > 0
@@ -52,6 +56,9 @@ def residual_table(frame: Frame, wcs: WCS, reference: Table, fwhm_init: float) -
     catalog = SkyCoord(reference["ra"], reference["dec"], unit="deg")
     idx, sep, _ = measured.match_to_catalog_sky(catalog)
     ok = sep.arcsec < MATCH_ARCSEC
+    if ok.sum() >= 3:  # a blend or a wrong neighbour is not a residual of the solution
+        typical = 1.4826 * float(np.median(sep.arcsec[ok]))
+        ok &= sep.arcsec < max(CLIP * typical, FLOOR_ARCSEC)
     dra, ddec = catalog[idx[ok]].spherical_offsets_to(measured[ok])
     mag_column = next((c for c in reference.colnames if c.startswith("mag_")), None)
     mag = np.asarray(reference[mag_column], float)[idx[ok]] if mag_column else np.full(int(ok.sum()), np.nan)
