@@ -27,6 +27,7 @@ from astropy.wcs import WCS
 
 from potpyri_core.maskbits import UNUSABLE
 from potpyri_core.stages.sourcecat import SourceFlag
+from potpyri_core.uptodate import card, signature
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -248,13 +249,14 @@ def target_page(p: Pipeline, targtype: str, group: Table, qa_dir: Path) -> tuple
     return page, numbers
 
 
-def _html(title: str, body: list[str]) -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+def _html(title: str, body: list[str], head: str = "") -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{head}<title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_index(p: Pipeline, qa_dir: Path, targets: list[tuple[str, dict[str, Any]]]) -> Path:
-    """``index.html``: every target with its numbers, then every warning of the run."""
+def write_index(p: Pipeline, qa_dir: Path, targets: list[tuple[str, dict[str, Any]]], key: str) -> Path:
+    """``index.html``: every target with its numbers, then every warning of the run; ``key``
+    (:func:`report_key`) is kept in a meta element."""
     rows = [("<table><tr><th>target</th><th>preview</th><th>seeing (\")</th><th>ZPTMAG</th><th>M5SIGMA</th>"
             "<th>M5INJ</th><th>frames (dropped)</th></tr>")]
     for name, n in targets:
@@ -272,14 +274,28 @@ def write_index(p: Pipeline, qa_dir: Path, targets: list[tuple[str, dict[str, An
     body = [f"<h1>{html.escape(p.instrument.name)} {html.escape(p.data_path.name)}: QA</h1>",
             f"<p>{len(targets)} target(s); made {stamp}</p>", *rows, *warnings]
     index = qa_dir / "index.html"
-    index.write_text(_html(f"QA {p.data_path.name}", body))
+    index.write_text(_html(f"QA {p.data_path.name}", body, f"<meta name='potpyri-qakey' content='{key}'>"))
     return index
+
+
+def report_key(p: Pipeline) -> str:
+    """Signature of what the report shows: the stacks' and frames' signature cards and the
+    run's failures (an unchanged night is not drawn again)."""
+    stacks = [[card(p.stack_path(g), k) for k in ("STKKEY", "PHOKEY")] for g in p.science_groups().values()]
+    frames = [card(p.workspace_path(r["File"]), "ASTKEY") for r in p.rows("SCIENCE")]
+    return signature("qa", stacks, frames, [(r.stage, r.item, r.message) for r in p.summary.failures])
 
 
 def run_qa(p: Pipeline) -> None:
     """Write the QA report of the run (``red/qa``): one page per target and the index."""
     qa_dir = p.red / "qa"
     qa_dir.mkdir(parents=True, exist_ok=True)
+    key = report_key(p)
+    index = qa_dir / "index.html"
+    if not p.options.force and index.exists() and f"<meta name='potpyri-qakey' content='{key}'>" in index.read_text():
+        p.summary.products.append(index)
+        p.record(index.name, True, 0.0, "up to date")
+        return
     targets = []
     for targtype, group in p.science_groups().items():
         start = time.perf_counter()
@@ -293,6 +309,6 @@ def run_qa(p: Pipeline) -> None:
         except Exception as exc:
             log.debug(traceback.format_exc())
             p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
-    index = write_index(p, qa_dir, targets)
+    index = write_index(p, qa_dir, targets, key)
     p.summary.products.append(index)
     p.record(index.name, True, 0.0, str(index))
