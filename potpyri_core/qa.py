@@ -26,6 +26,7 @@ from astropy.visualization import ZScaleInterval
 from astropy.wcs import WCS
 
 from potpyri_core.maskbits import UNUSABLE
+from potpyri_core.progress import progress
 from potpyri_core.stages.sourcecat import SourceFlag
 from potpyri_core.uptodate import card, signature
 
@@ -297,18 +298,21 @@ def run_qa(p: Pipeline) -> None:
         p.record(index.name, True, 0.0, "up to date")
         return
     targets = []
-    for targtype, group in p.science_groups().items():
-        start = time.perf_counter()
-        if not p.stack_path(group).exists():
-            p.record(targtype, False, 0.0, "no stack (stack stage failed or not run): no QA page")
-            continue
-        try:
-            page, numbers = target_page(p, targtype, group, qa_dir)
-            targets.append((targtype, numbers))
-            p.record(page.name, True, time.perf_counter() - start, f"{numbers['frames']} frames")
-        except Exception as exc:
-            log.debug(traceback.format_exc())
-            p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+    groups = p.science_groups()
+    with progress(len(groups), "qa") as bar:
+        for targtype, group in groups.items():
+            bar.update()
+            start = time.perf_counter()
+            if not p.stack_path(group).exists():
+                p.record(targtype, False, 0.0, "no stack (stack stage failed or not run): no QA page")
+                continue
+            try:
+                page, numbers = target_page(p, targtype, group, qa_dir)
+                targets.append((targtype, numbers))
+                p.record(page.name, True, time.perf_counter() - start, f"{numbers['frames']} frames")
+            except Exception as exc:
+                log.debug(traceback.format_exc())
+                p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
     index = write_index(p, qa_dir, targets, key)
     p.summary.products.append(index)
     p.record(index.name, True, 0.0, str(index))

@@ -94,11 +94,12 @@ def catalog_hdu(table: Table, name: str, invalid: SourceFlag | None = None,
     KeyError
         A column without a known unit.
     """
-    out = table.copy(copy_data=False)
-    for column in out.colnames:
-        out[column].unit = UNITS[column]
-    hdu = fits.table_to_hdu(out)
+    units = [UNITS[column] for column in table.colnames]
+    hdu = fits.table_to_hdu(table)
     hdu.name = name
+    # written as given: astropy drops units that are not FITS-standard ("electron/s")
+    for k, unit in enumerate(units, start=1):
+        hdu.header.set(f"TUNIT{k}", unit, after=f"TFORM{k}")
     for key, value, comment in [*(flag_cards(invalid) if invalid is not None else []), *(cards or [])]:
         hdu.header[key] = (value, comment)
     return hdu

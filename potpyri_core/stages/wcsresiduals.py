@@ -71,10 +71,9 @@ def residual_table(frame: Frame, wcs: WCS, reference: Table, fwhm_init: float) -
 
 def residual_hdu(table: Table) -> fits.BinTableHDU:
     """:func:`residual_table` as the ``ASTRESID`` extension (units on every column)."""
-    out = table.copy(copy_data=False)
-    for name, unit in (("x", "pix"), ("y", "pix"), ("dra", "arcsec"), ("ddec", "arcsec"), ("flux", "electron"),
-                       ("mag_ref", "mag")):
-        out[name].unit = unit
-    hdu = fits.table_to_hdu(out)
+    units = {"x": "pix", "y": "pix", "dra": "arcsec", "ddec": "arcsec", "flux": "electron", "mag_ref": "mag"}
+    hdu = fits.table_to_hdu(table)
     hdu.name = "ASTRESID"
+    for k, column in enumerate(table.colnames, start=1):
+        hdu.header.set(f"TUNIT{k}", units[column], after=f"TFORM{k}")
     return hdu

@@ -172,7 +172,7 @@ def test_qa_report_renders_with_every_image(page, night, tmp_path):
     images = re.findall(r"<img[^>]* src='([^']+)'", text)
     assert images and all((qa / name).exists() for name in images)
     if page == "target":
-        assert len(images) == 4 + 5  # preview, ePSF, zero point, a residual map per frame
+        assert len(images) == 3 + 5  # preview, ePSF, zero point, a residual map per frame
         assert text.count("<td>used</td>") == 5
     probe = qa / f"_probe_{path.name}"  # beside the page, so relative links resolve the same
     probe.write_text(text.replace("</body>", IMAGE_CHECK + "</body>"))
