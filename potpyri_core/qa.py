@@ -287,6 +287,22 @@ def report_key(p: Pipeline) -> str:
     return signature("qa", stacks, frames, [(r.stage, r.item, r.message) for r in p.summary.failures])
 
 
+def _target(p: Pipeline, targtype: str, group: Table, qa_dir: Path) -> dict[str, Any] | None:
+    """One target's page, recorded in the summary; its headline numbers (None if it failed)."""
+    start = time.perf_counter()
+    if not p.stack_path(group).exists():
+        p.record(targtype, False, 0.0, "no stack (stack stage failed or not run): no QA page")
+        return None
+    try:
+        page, numbers = target_page(p, targtype, group, qa_dir)
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+        return None
+    p.record(page.name, True, time.perf_counter() - start, f"{numbers['frames']} frames")
+    return numbers
+
+
 def run_qa(p: Pipeline) -> None:
     """Write the QA report of the run (``red/qa``): one page per target and the index."""
     qa_dir = p.red / "qa"
@@ -301,18 +317,10 @@ def run_qa(p: Pipeline) -> None:
     groups = p.science_groups()
     with progress(len(groups), "qa") as bar:
         for targtype, group in groups.items():
-            bar.update()
-            start = time.perf_counter()
-            if not p.stack_path(group).exists():
-                p.record(targtype, False, 0.0, "no stack (stack stage failed or not run): no QA page")
-                continue
-            try:
-                page, numbers = target_page(p, targtype, group, qa_dir)
+            numbers = _target(p, targtype, group, qa_dir)
+            if numbers is not None:
                 targets.append((targtype, numbers))
-                p.record(page.name, True, time.perf_counter() - start, f"{numbers['frames']} frames")
-            except Exception as exc:
-                log.debug(traceback.format_exc())
-                p.record(targtype, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+            bar.update()
     index = write_index(p, qa_dir, targets, key)
     p.summary.products.append(index)
     p.record(index.name, True, 0.0, str(index))
