@@ -10,6 +10,7 @@ import click
 
 from potpyri_core import __version__
 from potpyri_core.cli_catalogs import catalogs
+from potpyri_core.cli_index import index
 from potpyri_core.options import STAGES, RunOptions
 from potpyri_core.params import CORE_STEPS
 from potpyri_core.plugins import PluginManager, UnknownInstrumentError
@@ -201,6 +202,7 @@ def simulate(instrument: str, outdir: Path, **kw) -> None:
 
 
 main.add_command(catalogs)
+main.add_command(index)
 
 if __name__ == "__main__":
     main()

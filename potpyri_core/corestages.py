@@ -34,8 +34,9 @@ from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import injection, photometry, psfphot, resample, sourcecat, wcsresiduals
+from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat, wcsresiduals
 from potpyri_core.stages.calibrate import MissingCalibrationError
+from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def run_sort(p: Pipeline) -> None:
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
     if not opts.include_bad:
         for row in table[table["Type"] == "BAD"]:
-            p.record(str(row["File"]), False, 0.0, f"BAD, not reduced: {row['Reason']}")
+            p.record(str(row["File"]), True, 0.0, f"not reduced: {row['Reason']}", status="BAD")
     science = int(np.sum(p.table["Type"] == "SCIENCE"))
     if science == 0:
         wanted = f" of target {opts.target}" if opts.target else ""
@@ -311,21 +312,24 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str
     mjd = float(frame.header.get("MJD-OBS", 51544.5))
     at_obs = reference.copy(copy_data=False)
     at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(mjd, format="mjd").jyear)
-    solution = ctx.hooks.potpyri_solve_wcs(instrument=ctx.instrument, frame=frame, reference=at_obs,
-                                           params=ctx.params.astrometry)
+    try:
+        solution = ctx.hooks.potpyri_solve_wcs(instrument=ctx.instrument, frame=frame, reference=at_obs,
+                                               params=ctx.params.astrometry)
+    except Exception as exc:  # the frame is marked as failed: the stack leaves it out
+        frame.header.update(astrometry.failure_header(f"{type(exc).__name__}: {exc}"))
+        atomic_write(frame.to_hdul(), path)
+        raise
     header = frame.header
     for name in list(header.keys()):
-        if name.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "CDELT", "CRPIX", "CRVAL",
-                           "CTYPE", "CUNIT", "PV1_", "PV2_")):
+        if name.startswith(WCS_KEY_PREFIXES):
             del header[name]
-    header.update(solution.wcs.to_header(relax=True))
-    header["RADISP"] = (solution.rms_ra, "astrometric RMS in RA (arcsec)")
-    header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
-    header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
+    header.update(astrometry.solution_header(solution))
     header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+    extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
     matched = wcsresiduals.residual_table(frame, solution.wcs, at_obs, ctx.params.astrometry.fwhm_init)
-    atomic_write(frame.to_hdul([wcsresiduals.residual_hdu(matched)]), path)
-    return f"{solution.n_matched} stars, rms {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\""
+    atomic_write(frame.to_hdul([*extra, wcsresiduals.residual_hdu(matched)]), path)
+    return (f"{solution.n_matched} stars ({solution.backend}, {solution.model}), rms"
+            f" {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\"")
 
 
 def run_astrometry(p: Pipeline) -> None:
@@ -353,6 +357,13 @@ def run_astrometry(p: Pipeline) -> None:
             jobs.append((ctx, path, reference, key))
     for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
         p.record(name, ok, seconds, message)
+    # frame-to-frame alignment of each target's frames with all their detected sources
+    params = p.params.astrometry
+    for group in p.science_groups().values() if params.align_frames else []:
+        paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
+        start = time.perf_counter()
+        for name, ok, message in align.align_workspace(paths, p.instrument, params, atomic_write):
+            p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
 
 
 # ----------------------------------------------------------------------------- stack
@@ -386,6 +397,15 @@ def run_stack(p: Pipeline) -> None:
             paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
             if not paths:
                 raise RuntimeError("no calibrated frames (frames stage failed or not run)")
+            # frames whose astrometry failed its checks are left out of the stack, and named
+            failed = {q: fits.getheader(q).get("ASTREASN", "") for q in paths
+                      if fits.getheader(q).get("ASTSTAT") == "FAIL"}
+            for q, reason in failed.items():
+                p.record(q.name, False, 0.0, f"left out of the stack: astrometry failed ({reason})")
+            paths = [q for q in paths if q not in failed]
+            group = group[np.array([p.workspace_path(r["File"]) in paths for r in group], bool)]
+            if not paths:
+                raise RuntimeError("every frame failed its astrometry")
             headers = [fits.getheader(path) for path in paths]
             path = p.stack_path(group)
             key = signature("stack", [h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY") for h in headers],
@@ -403,6 +423,7 @@ def run_stack(p: Pipeline) -> None:
             out.header = stack_header(p.instrument, grid, headers[0], group, headers)
             out.header["PHOTSTAT"] = ("pending", "photometry stage not (yet) run on this stack")
             out.header["STKKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+            out.header["NDROPPED"] = (len(failed), "frames left out: astrometry failed")
             out.name = targtype
             prov = provenance_hdu(headers, p.instrument.model_dump(mode="json"), p.options.model_dump_json(),
                                   p.params.to_json(), p.plugins.versions())

@@ -49,9 +49,13 @@ def potpyri_classify(instrument: InstrumentSettings, header: fits.Header, path: 
 
 @hookimpl(trylast=True)
 def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path) -> Frame:
-    """Default: overscan, trim, gain and mosaic from the amplifier settings and sections."""
-    from potpyri_core.stages import classify, rawformat
-    return rawformat.assemble(instrument, hdul, path, classify.merged_header(instrument, hdul))
+    """Default: overscan, trim, gain and mosaic from the amplifier settings and sections; a
+    celestial starting WCS from the header keywords when the raw WCS is not one."""
+    from potpyri_core.stages import classify, header_wcs, rawformat
+    merged = classify.merged_header(instrument, hdul)
+    frame = rawformat.assemble(instrument, hdul, path, merged)
+    header_wcs.apply_starting_wcs(frame.header, merged, instrument, frame.data.shape)
+    return frame
 
 
 @hookimpl(trylast=True)
@@ -99,15 +103,10 @@ def potpyri_mask_satellites(instrument: InstrumentSettings, frame: Frame, params
 @hookimpl(trylast=True)
 def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: Table, params: AstrometryParams
                       ) -> Solution:
-    """Default: catalog-only solver (voting on offset and rotation), TAN-SIP."""
+    """Default: blind solution (triangle matching to the catalog, then astrometry.net), refined
+    on the instrument's known distortion with as many terms as the matched stars allow."""
     from potpyri_core.stages import astrometry
-    stars = astrometry.detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, params.fwhm_init)
-    mag = next((reference[c] for c in reference.colnames if c.startswith("mag_")), None)
-    mag = np.zeros(len(reference)) if mag is None else np.nan_to_num(np.asarray(mag, float), nan=99.0)
-    ra, dec = np.asarray(reference["ra"], float), np.asarray(reference["dec"], float)
-    return astrometry.solve_wcs(stars, (ra, dec, mag), frame.wcs, frame.data.shape,
-                                max_offset=params.max_offset_arcsec, max_rotation=params.max_rotation_deg,
-                                sip_degree=params.sip_degree)
+    return astrometry.solve_frame(frame, reference, instrument, params)
 
 
 @hookimpl(trylast=True)

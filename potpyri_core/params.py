@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
+# the astrometry step's parameters are defined next to the step (same frozen, extra-forbidding model)
+from potpyri_core.stages.astrometry import AstrometryParams
+
 
 class StepParams(BaseModel):
     """Base of every step's parameters: unknown names are errors, values are frozen."""
@@ -91,19 +94,6 @@ class SatelliteParams(StepParams):
     snr: float = Field(default=2.0, gt=0)
     """Threshold of the 3x3-smoothed S/N image."""
     grow: int = Field(default=4, ge=0)
-
-
-class AstrometryParams(StepParams):
-    """Solving and refining the WCS of a frame against the reference catalog."""
-
-    max_offset_arcsec: float = Field(default=30.0, gt=0)
-    """Largest pointing error searched (arcsec)."""
-    max_rotation_deg: float = Field(default=1.5, ge=0)
-    """Largest rotation error searched (deg)."""
-    sip_degree: int = Field(default=3, ge=0, le=5)
-    """Degree of the SIP distortion fitted on top of TAN."""
-    fwhm_init: float = Field(default=5.0, gt=0)
-    """First guess of the stellar FWHM (frame pixels) for star detection."""
 
 
 class ResampleParams(StepParams):

@@ -194,6 +194,9 @@ class Amplifier(StrictModel):
     """Overscan/reference pixels in the raw extension (1x1); None: header BIASSEC or none."""
     detsec: str | None = None
     """Place in the detector mosaic without gaps (1x1, may be reversed); None: header DETSEC."""
+    readout_start_rows: int = Field(default=0, ge=0)
+    """Raw data rows (as read, at any binning) at the start of each readout whose level does
+    not follow the overscan; flagged BAD at assembly."""
 
     def applies_to(self, header: Any) -> bool:
         """Return True when this amplifier is part of a frame with ``header``."""
@@ -334,6 +337,19 @@ class GeometryCCD(StrictModel):
     render rotations and refuses one that moves a pixel by more than 0.25 binned px."""
 
 
+class GeometryBinning(StrictModel):
+    """Raw extension layout at one binning, in binned columns."""
+
+    prescan: int = Field(default=0, ge=0)
+    """Columns before the data (after the overscan when ``overscan_first``)."""
+    overscan: int = Field(default=0, ge=0)
+    rows_before: int = Field(default=0, ge=0)
+    """Raw rows below the data rows (not read from the light-sensitive area the amplifier
+    covers, e.g. the unilluminated rows a pre-processed frame keeps)."""
+    rows_after: int = Field(default=0, ge=0)
+    """Raw rows above the data rows."""
+
+
 class GeometryAmplifier(StrictModel):
     """How one amplifier reads its part of a CCD into its raw extension (simulator side)."""
 
@@ -357,14 +373,9 @@ class GeometryAmplifier(StrictModel):
     """Header patterns that select this amplifier (as ``Amplifier.when``)."""
     cards: dict[str, HeaderValue] = {}
     """Extra cards of this amplifier's extension (EXTNAME, AMPNAME, ...)."""
-
-
-class GeometryBinning(StrictModel):
-    """Raw extension layout at one binning, in binned columns."""
-
-    prescan: int = Field(default=0, ge=0)
-    """Columns before the data (after the overscan when ``overscan_first``)."""
-    overscan: int = Field(default=0, ge=0)
+    layout: dict[int, GeometryBinning] = {}
+    """This amplifier's raw layout per binning when it differs from the geometry's
+    ``binnings`` (e.g. the two sides of a camera with the unread columns on opposite sides)."""
 
 
 class SimulationGeometry(StrictModel):
@@ -393,6 +404,9 @@ class SimulationGeometry(StrictModel):
         for amp in self.amplifiers:
             if amp.ccd >= len(self.ccds):
                 raise ValueError(f"amplifier {amp.hdu}: ccd {amp.ccd} is not in ccds (0..{len(self.ccds) - 1})")
+            if set(amp.layout) - set(self.binnings):
+                raise ValueError(f"amplifier {amp.hdu}: layout for binnings {sorted(set(amp.layout) - set(self.binnings))} "
+                                 f"not in binnings {sorted(self.binnings)}")
         return self
 
 
@@ -419,6 +433,43 @@ class SimulationFormat(StrictModel):
     geometry: SimulationGeometry | None = None
     """The published geometry the simulator packs raw frames with; without it the frames
     are cut as the reduction's own settings describe (no independent check of them)."""
+
+
+class HeaderWCS(StrictModel):
+    """How to build a starting WCS from a raw header (the blind solver's first guess).
+
+    A header WCS whose CTYPE is celestial (``RA---``/``DEC--`` ...) is used as it is when
+    ``celestial_wcs`` is true; a detector WCS (``PANE_X``, ``AMPLIFIER_X``, ``BINO_X``, ...)
+    never is. Otherwise the WCS is built from the pointing keywords, the pixel scale and the
+    position angle: ``PA = pa_sign * header[pa_keyword] + pa_offset`` (deg, east of north).
+    """
+
+    celestial_wcs: bool = True
+    """The raw header WCS, when celestial, describes the sky (False: ignore it)."""
+    ra_keyword: str = "RA"
+    """Pointing RA: degrees (number) or sexagesimal hours (string ``hh:mm:ss.s``)."""
+    dec_keyword: str = "DEC"
+    """Pointing Dec: degrees (number) or sexagesimal degrees (string)."""
+    ra_unit: Literal["auto", "deg", "hourangle"] = "auto"
+    """``auto``: numbers are degrees, sexagesimal strings are hours."""
+    pa_keyword: str | None = None
+    """Keyword of the position angle (None: PA = ``pa_offset``)."""
+    pa_sign: Literal[1, -1] = 1
+    pa_offset: float = 0.0
+    flip: bool = False
+    """True when the detector is mirrored: north up gives east right instead of left."""
+    reference_pixel: tuple[float, float] | None = None
+    """Unbinned mosaic pixel (x, y, 1-based) the pointing refers to; None: mosaic centre."""
+    chip_keyword: str | None = None
+    """Keyword naming the chip of a one-file-per-chip instrument (e.g. IMACS ``CHIP``)."""
+    chip_offsets: dict[str, tuple[float, float]] = {}
+    """Chip value -> (x, y) offset in unbinned pixels of the chip's reference pixel from the
+    pointing position on the sky, along the detector axes."""
+    pixel_scale: float | None = None
+    """Arcsec per unbinned pixel for the starting WCS (None: the instrument's ``pixel_scale``)."""
+    distortion_k3: float = 0.0
+    """Known radial distortion about the reference pixel: a pixel at radius ``r`` (unbinned px)
+    lies ``k3 * r**3`` px outward of its undistorted place (SIP A_3_0 = A_1_2 = B_0_3 = B_2_1)."""
 
 
 class InstrumentSettings(StrictModel):
@@ -454,6 +505,8 @@ class InstrumentSettings(StrictModel):
     raw_glob: list[str] = ["*.fits", "*.fits.gz", "*.fits.bz2", "*.fits.fz", "*.fz", "*.fit", "*.fit.gz", "*.fts"]
     """File-name patterns of raw files in a night's folder (matched case-insensitively)."""
     simulation: SimulationFormat | None = None
+    header_wcs: HeaderWCS = HeaderWCS()
+    """Starting WCS from the raw header (pointing, scale, position angle, distortion)."""
 
     @field_validator("params")
     @classmethod

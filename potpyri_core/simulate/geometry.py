@@ -45,6 +45,9 @@ class SimPlacement:
     cards: dict[str, str]
 
 
+_STRUCTURE = ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "")
+
+
 def _round_half_up(value: float) -> int:
     return math.floor(value + 0.5 + 1e-9)
 
@@ -91,12 +94,12 @@ def amplifier_placements(geometry: SimulationGeometry, header: Any, binning: int
     if binning not in geometry.binnings:
         raise ValueError(f"no published raw layout for binning {binning} (have {sorted(geometry.binnings)})")
     _check_rotation(geometry, binning)
-    layout = geometry.binnings[binning]
     corners = ccd_corners(geometry)
     out = []
     for amp in geometry.amplifiers:
         if amp.when and not FrameRule(when=amp.when).matches(header):
             continue
+        layout = amp.layout.get(binning, geometry.binnings[binning])
         ccd = geometry.ccds[amp.ccd]
         (c1, c2), (r1, r2) = amp.columns, amp.rows
         nx, ny = (c2 - c1 + 1) // binning, (r2 - r1 + 1) // binning
@@ -111,11 +114,12 @@ def amplifier_placements(geometry: SimulationGeometry, header: Any, binning: int
         dx, dy = ccd.detsec_origin
         detx = (dx + c2, dx + c1) if amp.flip_x else (dx + c1, dx + c2)
         dety = (dy + r2, dy + r1) if amp.flip_y else (dy + r1, dy + r2)
-        cards = {"DATASEC": _section(data_x.start + 1, data_x.stop, 1, ny),
+        data_y = slice(layout.rows_before, layout.rows_before + ny)
+        cards = {"DATASEC": _section(data_x.start + 1, data_x.stop, data_y.start + 1, data_y.stop),
                  "DETSEC": _section(*detx, *dety), "CCDSEC": _section(c1, c2, r1, r2)}
         if bias_x is not None:
-            cards["BIASSEC"] = _section(bias_x.start + 1, bias_x.stop, 1, ny)
-        out.append(SimPlacement(amp, (ny, width), data_x, slice(0, ny), bias_x,
+            cards["BIASSEC"] = _section(bias_x.start + 1, bias_x.stop, data_y.start + 1, data_y.stop)
+        out.append(SimPlacement(amp, (data_y.stop + layout.rows_after, width), data_x, data_y, bias_x,
                                 slice(fx, fx + nx), slice(fy, fy + ny),
                                 {k: v for k, v in cards.items() if k in geometry.section_cards}))
     if not out:
@@ -211,6 +215,10 @@ def pack_amplifiers(instrument: InstrumentSettings, primary: fits.Header, exposu
         if kw.readnoise:
             h[kw.readnoise] = amp.readnoise
         h.update(place.cards)
+        if kw.header_ext != 0:
+            # archives whose main header is an extension write the frame's cards in every one
+            h.update({card.keyword: (card.value, card.comment) for card in primary.cards
+                      if card.keyword not in h and card.keyword not in _STRUCTURE})
         if exposure.header_wcs is not None and not (amp.flip_x or amp.flip_y):
             wcs = exposure.header_wcs.deepcopy()
             wcs.wcs.crpix[0] -= place.focal_x.start - place.data_x.start

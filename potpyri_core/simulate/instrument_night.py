@@ -77,7 +77,7 @@ def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int | None = None,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
     fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
-    dec: float = 2.2, n_darks: int = 3,
+    dec: float = 2.2, n_darks: int = 3, scene_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -103,6 +103,9 @@ def simulate_instrument_night(
         Calibration frames, for the kinds the instrument needs (``calibrations.needed``);
         no flat frames when its flats are (or may be) sky flats (``flat_source = "sky"``,
         ``sky_flat_fallback``).
+    scene_overrides : dict, optional
+        Other :class:`~potpyri_core.simulate.scene.SceneConfig` fields, e.g.
+        ``star_density_per_arcmin2`` for a sparse high-latitude field or ``header_offset_arcsec``.
 
     Returns
     -------
@@ -122,7 +125,7 @@ def simulate_instrument_night(
             update={"geometry": geometry.windowed(instrument.simulation.geometry, window)})
         instrument = instrument.model_copy(update={"simulation": sim})
     cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, band=band, exptime=exptime,
-                       fwhm_arcsec=fwhm, dec=dec, **counts)
+                       fwhm_arcsec=fwhm, dec=dec, **counts, **(scene_overrides or {}))
     sim = instrument.simulation
     counters: dict[str, int] = {}
 

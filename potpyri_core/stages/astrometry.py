@@ -1,32 +1,106 @@
-"""Catalog-only astrometric solver: match detected stars to a reference catalog and fit a
-TAN-SIP WCS.
+"""Astrometry of one frame: a blind solution from the header pointing, then a fit with only the
+freedom the matched stars can constrain.
 
-The header WCS is assumed right to within ``max_offset`` arcsec and ``max_rotation``
-degrees (typical telescope pointing). The offset and rotation are found by voting
-(2-D histogram of star-catalog offsets for a grid of trial rotations); the WCS is then
-fitted to the matched pairs with astropy's ``fit_wcs_from_points`` including SIP
-distortion, and refined with tighter matching.
+Backends are tried in the order of :attr:`AstrometryParams.backends`:
+
+``catalog``
+    detected stars matched to the reference catalog cone around the header pointing by
+    similarity-invariant triangles (:mod:`~potpyri_core.stages.patternmatch`): any rotation
+    and parity, pointing errors up to ``max_offset_arcmin``, scale known to
+    ``scale_tolerance``; no index files.
+``astrometry.net``
+    ``solve-field`` on the frame's own detected star list, hinted by pointing and scale
+    (:mod:`~potpyri_core.stages.astrometry_net`), with index files built for the field.
+
+The blind solution is then refined against the reference catalog (positions at the epoch of
+the frame) by :func:`~potpyri_core.stages.wcsfit.fit_wcs` on top of the instrument's known
+distortion, and checked: enough matched stars, beyond chance, a small RMS and the expected
+pixel scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from astropy.wcs.utils import fit_wcs_from_points, proj_plane_pixel_scales
 from photutils.segmentation import SourceCatalog, detect_sources
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.stats import poisson
 
+from potpyri_core.frames import Frame
 from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.settings import InstrumentSettings
+from potpyri_core.stages import astrometry_net
 from potpyri_core.stages.centroids import refine_centroids
+from potpyri_core.stages.header_wcs import is_celestial, radial_sip, reference_pixel
+from potpyri_core.stages.patternmatch import NoMatchError, match_points
+from potpyri_core.stages.wcsfit import FitError, FitResult, fit_wcs, focal_offsets, from_tangent_plane, tangent_plane
 
 
 class AstrometryError(RuntimeError):
-    """The WCS could not be solved."""
+    """The WCS could not be solved or failed its checks (the message says why)."""
+
+
+class AstrometryParams(BaseModel):
+    """Parameters of the astrometry step (core defaults; instruments and users override)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backends: tuple[Literal["catalog", "astrometry.net"], ...] = ("catalog", "astrometry.net")
+    """Blind solvers tried in order until one passes."""
+    max_offset_arcmin: float = Field(default=10.0, gt=0)
+    """Largest pointing error searched (arcmin)."""
+    max_rotation_deg: float | Literal["any"] = "any"
+    """Largest position-angle error searched (deg), or any rotation."""
+    allow_flip: bool = True
+    """Also try a mirrored detector (wrong parity in the header)."""
+    scale_tolerance: float = Field(default=0.05, gt=0, lt=0.5)
+    """Fractional uncertainty of the pixel scale."""
+    min_matched: int = Field(default=5, ge=3)
+    """Fewest matched catalog stars for a solution."""
+    affine_min_stars: int = Field(default=12, ge=4)
+    """Fewer matched stars than this fit only shift, rotation and scale on the known distortion."""
+    sip_min_stars: dict[int, int] = {2: 40, 3: 80}
+    """SIP order -> fewest matched stars to free the terms of that order (on the known distortion)."""
+    match_radius_arcsec: float = Field(default=1.5, gt=0)
+    """Pairing radius of the pattern verification and of the first refinement pass."""
+    min_match_radius_arcsec: float = Field(default=0.25, gt=0)
+    """Smallest pairing radius the refinement tightens to."""
+    clip_sigma: float = Field(default=3.0, gt=0)
+    """Residuals beyond this many robust sigmas are rejected."""
+    iterations: int = Field(default=5, ge=1)
+    """Match-and-fit passes of the refinement."""
+    false_alarm: float = Field(default=1e-3, gt=0, lt=1)
+    """Largest probability that the matches of a solution arise by chance."""
+    max_rms_arcsec: float = Field(default=0.3, gt=0)
+    """Largest RMS residual of a passing solution."""
+    pattern_sources: int = Field(default=40, ge=5)
+    """Most detections (brightest first) used to form triangles."""
+    pattern_neighbours: int = Field(default=7, ge=2)
+    """Nearest neighbours each star forms triangles with."""
+    invariant_tolerance: float = Field(default=0.012, gt=0)
+    """Tolerance on the triangle side ratios."""
+    fwhm_init: float = Field(default=5.0, gt=0)
+    """Stellar FWHM (px) for detection and centroids."""
+    detect_snr: float = Field(default=10.0, gt=0)
+    """Detection threshold (S/N of a star)."""
+    max_detections: int = Field(default=600, ge=10)
+    """Most detections kept (brightest first)."""
+    index_dir: str | None = None
+    """Folder of astrometry.net index files (``potpyri index build``); None: that backend is skipped."""
+    solve_field_timeout: float = Field(default=60.0, gt=0)
+    """Seconds before ``solve-field`` is stopped."""
+    align_frames: bool = True
+    """Refine the frames of one target against each other with all detected sources."""
+    align_match_radius_arcsec: float = Field(default=1.0, gt=0)
+    """First pairing radius of the frame-to-frame alignment."""
+    align_min_matched: int = Field(default=10, ge=4)
+    """Fewest sources matched to the reference frame for an alignment."""
 
 
 @dataclass
@@ -39,6 +113,14 @@ class Solution:
     """RMS residual in RA (arcsec)."""
     rms_dec: float
     """RMS residual in Dec (arcsec)."""
+    backend: str = "catalog"
+    """Blind solver that found the first solution."""
+    model: str = "similarity"
+    """Model fitted in the refinement (``similarity``, ``affine``, ``sip<n>``)."""
+    false_alarm: float = 0.0
+    """Probability that the matches arise by chance."""
+    stars: Table | None = None
+    """The detections used (``x``, ``y``, ``flux``), for frame-to-frame alignment."""
 
 
 def detect_stars(
@@ -98,102 +180,259 @@ def detect_stars(
     return table
 
 
-def _vote(xy_det: np.ndarray, xy_cat: np.ndarray, center: np.ndarray, max_shift: float,
-          max_rotation: float, bin_size: float) -> tuple[float, np.ndarray, int]:
-    """Find the rotation (deg) and shift (px) that line up most detections with the catalog."""
-    best = (0.0, np.zeros(2), -1)
-    edges = np.arange(-max_shift, max_shift + bin_size, bin_size)
-    step = np.degrees(bin_size / max(np.max(np.abs(xy_det - center)), 1.0))
-    for angle in np.arange(-max_rotation, max_rotation + step, step):
-        c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-        rot = (xy_det - center) @ np.array([[c, s], [-s, c]]) + center
-        d = (xy_cat[None, :, :] - rot[:, None, :]).reshape(-1, 2)
-        near = (np.abs(d[:, 0]) < max_shift) & (np.abs(d[:, 1]) < max_shift)
-        hist, _, _ = np.histogram2d(d[near, 0], d[near, 1], bins=[edges, edges])
-        peak = int(hist.max()) if hist.size else 0
-        if peak > best[2]:
-            i, j = np.unravel_index(np.argmax(hist), hist.shape)
-            sel = near.copy()
-            sel[near] = ((d[near, 0] >= edges[i]) & (d[near, 0] < edges[i + 1]) &
-                         (d[near, 1] >= edges[j]) & (d[near, 1] < edges[j + 1]))
-            best = (float(angle), np.median(d[sel], axis=0), peak)
-    return best
+def reference_columns(reference: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ra, dec, mag)`` of a canonical reference catalog (missing magnitudes sort last)."""
+    mag = next((reference[c] for c in reference.colnames if c.startswith("mag_")), None)
+    mag = np.zeros(len(reference)) if mag is None else np.nan_to_num(np.asarray(mag, float), nan=99.0)
+    return np.asarray(reference["ra"], float), np.asarray(reference["dec"], float), mag
 
 
-def solve_wcs(
-    stars: Table,
-    reference: tuple[np.ndarray, np.ndarray, np.ndarray],
-    header_wcs: WCS,
-    shape: tuple[int, int],
-    max_offset: float = 30.0,
-    max_rotation: float = 1.5,
-    sip_degree: int = 3,
-) -> Solution:
-    """Solve the WCS of a frame.
+def frame_binning(header: fits.Header) -> int:
+    """On-chip binning of an assembled frame (``BINNING = '2x2'``)."""
+    return int(str(header.get("BINNING", "1x1")).lower().split("x")[0])
+
+
+def centred_wcs(wcs: WCS, instrument: InstrumentSettings, shape: tuple[int, int], binning: int) -> WCS:
+    """A WCS equal to ``wcs`` near the reference pixel, re-expressed about the instrument's
+    reference pixel (optical axis) with the instrument's known distortion.
+
+    The linear part is ``wcs``'s local Jacobian at that pixel, so a header WCS with its own
+    CRPIX (per-chip) or without distortion becomes the starting point of the refinement.
+    """
+    settings = instrument.header_wcs
+    crpix = np.array(reference_pixel(settings, shape, binning, {}), float)
+    centre = crpix - 1.0
+    step = 10.0
+    pts = np.array([centre, centre + [step, 0.0], centre + [0.0, step]])
+    sky = wcs.all_pix2world(pts, 0)
+    plane = tangent_plane(sky[:, 0], sky[:, 1], sky[0, 0], sky[0, 1])
+    cd = np.column_stack([(plane[1] - plane[0]) / step, (plane[2] - plane[0]) / step]) / 3600.0
+    out = WCS(naxis=2)
+    out.wcs.crpix = list(crpix)
+    out.wcs.crval = [float(sky[0, 0]), float(sky[0, 1])]
+    out.wcs.cd = cd
+    out.wcs.radesys = "ICRS"
+    out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    if settings.distortion_k3:
+        out.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+        out.sip = radial_sip(settings.distortion_k3 * binning**2, tuple(crpix), max(shape) / 2.0)
+    out.pixel_shape = (shape[1], shape[0])
+    out.wcs.set()
+    return out
+
+
+def pixel_scale(wcs: WCS) -> float:
+    """Mean pixel scale (arcsec/px) of the linear part of ``wcs``."""
+    cd = wcs.wcs.cd if wcs.wcs.has_cd() else np.diag(wcs.wcs.cdelt) @ wcs.wcs.get_pc()
+    return float(np.sqrt(abs(np.linalg.det(cd)))) * 3600.0
+
+
+def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndarray, mag: np.ndarray,
+                  start: WCS, shape: tuple[int, int], params: AstrometryParams) -> tuple[WCS, float]:
+    """Blind solution from the catalog cone around the starting pointing (no index files).
 
     Parameters
     ----------
-    stars : astropy.table.Table
-        Detections from :func:`detect_stars` (brightest first).
-    reference : tuple of ndarray
-        ``(ra, dec, mag)`` of reference stars at the epoch of the observation.
-    header_wcs : astropy.wcs.WCS
-        Approximate WCS from the raw header.
+    xy, flux : ndarray
+        Detections (0-based pixels) and their fluxes.
+    ra, dec, mag : ndarray
+        Reference catalog.
+    start : astropy.wcs.WCS
+        Starting WCS about the reference pixel (see :func:`centred_wcs`): pointing, scale and
+        orientation guesses plus the known distortion.
     shape : tuple of int
-        Image shape ``(ny, nx)``.
-    max_offset : float
-        Largest header pointing error searched (arcsec).
-    max_rotation : float
-        Largest header rotation error searched (degrees).
-    sip_degree : int
-        Order of the SIP distortion polynomial fitted (0 for none).
+        Frame shape.
+    params : AstrometryParams
+        Search ranges.
+
+    Returns
+    -------
+    wcs : astropy.wcs.WCS
+        The starting WCS moved, rotated, flipped and scaled onto the catalog.
+    false_alarm : float
+        Probability that the pattern match is chance.
+    """
+    ny, nx = shape
+    scale = pixel_scale(start)
+    ra0, dec0 = (float(c) for c in start.wcs.crval)
+    origin = np.array(start.wcs.crpix, float) - 1.0
+    max_offset = params.max_offset_arcmin * 60.0
+    reach = float(np.hypot(*np.maximum(origin, [nx - 1 - origin[0], ny - 1 - origin[1]]))) * scale
+    plane = tangent_plane(ra, dec, ra0, dec0)
+    radius = reach + max_offset
+    cone = np.flatnonzero(np.hypot(*plane.T) < radius)
+    cone = cone[np.argsort(mag[cone], kind="stable")]
+    frame_area = nx * ny * scale**2
+    cone_area = np.pi * radius**2
+    expected_in_frame = len(cone) * frame_area / cone_area
+    cd = start.wcs.cd * 3600.0
+    max_rotation = None if params.max_rotation_deg == "any" else float(params.max_rotation_deg)
+    brightest = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")
+    # a second, larger attempt (twice the stars, more neighbours) when the brightest stars of
+    # the two lists differ too much (saturated or blended stars, a wrong FWHM guess)
+    for attempt, (sources, neighbours) in enumerate([(params.pattern_sources, params.pattern_neighbours),
+                                                     (2 * params.pattern_sources, params.pattern_neighbours + 3)]):
+        n_source = int(np.clip(round(1.5 * min(expected_in_frame, sources)), 8, sources))
+        use = cone[: int(1.2 * sources * cone_area / frame_area)] if expected_in_frame > sources else cone
+        source = focal_offsets(start, xy[brightest[:n_source]]) @ cd.T
+        try:
+            match = match_points(source, plane[use], scale=1.0, scale_tolerance=params.scale_tolerance,
+                                 max_offset=max_offset, match_radius=params.match_radius_arcsec,
+                                 allow_flip=params.allow_flip, max_rotation=max_rotation, neighbours=neighbours,
+                                 invariant_tolerance=params.invariant_tolerance, false_alarm=params.false_alarm,
+                                 min_matched=params.min_matched)
+            break
+        except NoMatchError:
+            if attempt or (n_source >= len(xy) and len(use) == len(cone)):
+                raise
+    transform = match.transform
+    wcs = start.deepcopy()
+    wcs.wcs.cd = transform.matrix @ start.wcs.cd
+    tangent_ra, tangent_dec = from_tangent_plane(transform.offset[None, :], ra0, dec0)
+    wcs.wcs.crval = [float(tangent_ra[0]), float(tangent_dec[0])]
+    wcs.wcs.set()
+    return wcs, match.false_alarm
+
+
+
+def start_wcs(frame: Frame, instrument: InstrumentSettings) -> WCS:
+    """The frame's starting WCS about the instrument's reference pixel.
 
     Raises
     ------
     AstrometryError
-        When too few stars match.
+        When the frame header has no celestial WCS (a detector WCS such as ``PANE_X``).
     """
-    ra, dec, mag = reference
-    scale = float(np.mean(proj_plane_pixel_scales(header_wcs.celestial))) * 3600.0
-    xc, yc = header_wcs.world_to_pixel_values(ra, dec)
-    margin = max_offset / scale
-    inside = (xc > -margin) & (xc < shape[1] + margin) & (yc > -margin) & (yc < shape[0] + margin)
-    order = np.argsort(np.where(inside, mag, np.inf))[: max(3 * min(len(stars), 150), 50)]
-    order = order[inside[order]]
-    xy_cat = np.column_stack([xc[order], yc[order]])
-    xy_det = np.column_stack([stars["x"], stars["y"]])[:150]
-    if len(xy_det) < 6 or len(xy_cat) < 6:
-        raise AstrometryError(f"too few stars to solve: {len(xy_det)} detected, {len(xy_cat)} in the catalog")
-    center = np.array([shape[1] / 2.0, shape[0] / 2.0])
-    angle, shift, votes = _vote(xy_det, xy_cat, center, margin, max_rotation, bin_size=max(2.0, 1.0 / scale))
-    if votes < 6:
-        raise AstrometryError(f"no consistent match between stars and catalog (best vote {votes})")
-    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-    all_det = np.column_stack([stars["x"], stars["y"]])
-    guess = (all_det - center) @ np.array([[c, s], [-s, c]]) + center + shift
-    cat_all = np.column_stack([xc, yc])
-    tree = cKDTree(cat_all)
-    wcs = header_wcs
-    radius = 3.0 + 1.0 / scale
-    for iteration, degree in enumerate([0, 0, sip_degree, sip_degree, sip_degree]):
-        dist, idx = tree.query(guess, distance_upper_bound=radius)
-        ok = np.isfinite(dist)
-        # keep one detection per catalog star
-        _, first = np.unique(idx[ok], return_index=True)
-        det_idx = np.flatnonzero(ok)[first]
-        if len(det_idx) < max(6, 2 * (degree + 1) * (degree + 2) // 2):
-            raise AstrometryError(f"only {len(det_idx)} matched stars at iteration {iteration}")
-        world = SkyCoord(ra[idx[det_idx]], dec[idx[det_idx]], unit="deg")
-        xy = (all_det[det_idx, 0], all_det[det_idx, 1])
-        wcs = fit_wcs_from_points(xy, world, projection="TAN", sip_degree=degree or None)
-        fitted = wcs.world_to_pixel(world)
-        resid = np.hypot(fitted[0] - xy[0], fitted[1] - xy[1])
-        sigma = 1.4826 * np.median(resid) + 0.05
-        xc2, yc2 = wcs.world_to_pixel_values(ra, dec)
-        tree = cKDTree(np.column_stack([xc2, yc2]))
-        guess = all_det
-        radius = max(1.0, 5.0 * sigma) if iteration else 2.0 + 0.5 / scale
-    world_fit = wcs.pixel_to_world(*xy)
-    dra = (world_fit.ra.deg - world.ra.deg) * np.cos(np.radians(world.dec.deg)) * 3600
-    ddec = (world_fit.dec.deg - world.dec.deg) * 3600
-    return Solution(wcs=wcs, n_matched=len(det_idx), rms_ra=float(np.std(dra)), rms_dec=float(np.std(ddec)))
+    if not is_celestial(frame.header):
+        ctype = frame.header.get("CTYPE1", "none")
+        raise AstrometryError(f"no celestial starting WCS in the frame header (CTYPE1 = {ctype}); the"
+                              f" instrument's header_wcs settings must name the pointing keywords")
+    return centred_wcs(WCS(frame.header, relax=True), instrument, frame.data.shape, frame_binning(frame.header))
+
+
+def chance_probability(n_matched: int, n_sources: int, n_reference: int, area_arcsec2: float,
+                       radius_arcsec: float) -> float:
+    """Poisson probability of at least ``n_matched`` chance pairs within ``radius_arcsec``."""
+    expected = n_sources * n_reference / max(area_arcsec2, 1e-9) * np.pi * radius_arcsec**2
+    return float(poisson.sf(n_matched - 1, expected))
+
+
+def check_fit(fit: FitResult, nominal_scale: float, n_sources: int, n_reference: int, area: float,
+              params: AstrometryParams) -> float:
+    """Raise :class:`AstrometryError` when a refined solution fails its checks; return its
+    chance probability."""
+    n = len(fit.source_index)
+    if n < params.min_matched:
+        raise AstrometryError(f"only {n} matched stars (need {params.min_matched})")
+    if not fit.rms <= params.max_rms_arcsec:
+        raise AstrometryError(f"RMS {fit.rms:.3f}\" of {n} stars exceeds {params.max_rms_arcsec}\"")
+    scale = pixel_scale(fit.wcs)
+    if abs(scale / nominal_scale - 1.0) > params.scale_tolerance:
+        raise AstrometryError(f"pixel scale {scale:.4f}\" is not within {params.scale_tolerance:.0%} of"
+                              f" {nominal_scale:.4f}\"")
+    radius = max(3.0 * fit.rms, params.min_match_radius_arcsec)
+    chance = chance_probability(n, n_sources, n_reference, area, radius)
+    if chance > params.false_alarm:
+        raise AstrometryError(f"{n} matches could be chance (probability {chance:.2g})")
+    return chance
+
+
+def away_from_border(stars: Table, shape: tuple[int, int], margin: float) -> Table:
+    """Detections at least ``margin`` pixels inside the frame (a star cut by the border has a
+    biased centroid)."""
+    ny, nx = shape
+    x, y = np.asarray(stars["x"], float), np.asarray(stars["y"], float)
+    return stars[(x >= margin) & (x <= nx - 1 - margin) & (y >= margin) & (y <= ny - 1 - margin)]
+
+
+def solve_frame(frame: Frame, reference: Table, instrument: InstrumentSettings, params: AstrometryParams,
+                stars: Table | None = None) -> Solution:
+    """Solve, refine and check the WCS of a calibrated frame.
+
+    Parameters
+    ----------
+    frame : Frame
+        Calibrated, sky-subtracted frame with a celestial starting WCS in its header
+        (:func:`~potpyri_core.stages.header_wcs.apply_starting_wcs`).
+    reference : astropy.table.Table
+        Canonical reference catalog (``ra``, ``dec``, ``mag_*``) at the epoch of the frame.
+    instrument : InstrumentSettings
+        Pixel scale, reference pixel and known distortion.
+    params : AstrometryParams
+        Step parameters.
+    stars : astropy.table.Table, optional
+        Detections (``x``, ``y``, ``flux``); detected from the frame when not given.
+
+    Returns
+    -------
+    Solution
+
+    Raises
+    ------
+    AstrometryError
+        With every backend's reason when no backend gives a passing solution.
+    """
+    shape = frame.data.shape
+    start = start_wcs(frame, instrument)
+    if stars is None:
+        stars = detect_stars(frame.data, np.sqrt(frame.variance), frame.mask, params.fwhm_init,
+                             nmax=params.max_detections, snr=params.detect_snr)
+    stars = away_from_border(stars, shape, params.fwhm_init)
+    xy = np.column_stack([np.asarray(stars["x"], float), np.asarray(stars["y"], float)])
+    flux = np.asarray(stars["flux"], float)
+    ra, dec, mag = reference_columns(reference)
+    nominal = pixel_scale(start)
+    if len(xy) < params.min_matched:
+        raise AstrometryError(f"only {len(xy)} stars detected (need {params.min_matched})")
+    reasons = []
+    for backend in params.backends:
+        try:
+            if backend == "catalog":
+                blind, false_alarm = catalog_blind(xy, flux, ra, dec, mag, start, shape, params)
+            else:
+                blind = astrometry_net.solve(xy, flux, shape, start, params.index_dir, params.scale_tolerance,
+                                             params.max_offset_arcmin, params.solve_field_timeout)
+                blind = centred_wcs(blind, instrument, shape, frame_binning(frame.header))
+                false_alarm = 0.0
+            fit = fit_wcs(blind, xy, ra, dec, shape, params.match_radius_arcsec, params.min_matched,
+                          params.affine_min_stars, params.sip_min_stars, params.clip_sigma,
+                          params.min_match_radius_arcsec, params.iterations)
+            ny, nx = shape
+            in_frame = _inside(fit.wcs, ra, dec, shape)
+            chance = check_fit(fit, nominal, len(xy), int(in_frame.sum()), nx * ny * nominal**2, params)
+            return Solution(wcs=fit.wcs, n_matched=len(fit.source_index), rms_ra=float(np.std(fit.residuals[:, 0])),
+                            rms_dec=float(np.std(fit.residuals[:, 1])), backend=backend, model=fit.model,
+                            false_alarm=max(false_alarm, chance), stars=stars)
+        except (NoMatchError, FitError, AstrometryError, astrometry_net.SolveFieldError) as exc:
+            reasons.append(f"{backend}: {exc}")
+    raise AstrometryError("; ".join(reasons) or "no astrometry backend configured")
+
+
+def _inside(wcs: WCS, ra: np.ndarray, dec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reference stars that fall on the frame."""
+    ny, nx = shape
+    with np.errstate(invalid="ignore"):
+        x, y = wcs.all_world2pix(ra, dec, 0, quiet=True)
+    return (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+
+
+def solution_header(solution: Solution) -> fits.Header:
+    """Header cards of a passing solution: the WCS and the quality cards (``ASTSTAT = 'PASS'``)."""
+    header = solution.wcs.to_header(relax=True)
+    header["ASTSTAT"] = ("PASS", "astrometric solution passed its checks")
+    header["ASTREASN"] = ("", "why the astrometry failed")
+    header["ASTBACK"] = (solution.backend, "blind solver of the first solution")
+    header["ASTMODEL"] = (solution.model, "model fitted on the known distortion")
+    header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
+    header["ASTCHANC"] = (float(solution.false_alarm), "probability that the matches are chance")
+    header["RADISP"] = (solution.rms_ra, "astrometric RMS in RA (arcsec)")
+    header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
+    return header
+
+
+def failure_header(reason: str) -> fits.Header:
+    """Header cards of a frame whose astrometry failed (``ASTSTAT = 'FAIL'`` and the reason)."""
+    header = fits.Header()
+    header["ASTSTAT"] = ("FAIL", "astrometric solution failed: frame not stacked")
+    header["ASTREASN"] = (reason, "why the astrometry failed")
+    return header

@@ -216,6 +216,7 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
         bits = np.where(pix >= sat_adu, int(Bit.SATURATED), 0).astype(np.uint16)
         if nonlin_adu is not None:
             bits |= np.where((pix >= nonlin_adu) & (bits == 0), int(Bit.NONLINEAR), 0).astype(np.uint16)
+        bits[: place.amp.readout_start_rows] |= int(Bit.BAD)
         if place.flip_x:
             electrons, bits = electrons[:, ::-1], bits[:, ::-1]
         if place.flip_y:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from potpyri_core.maskbits import Bit
 from potpyri_core.params import CalibrationParams
 from potpyri_core.plugins import PluginManager
 
@@ -24,7 +25,8 @@ OVERSCAN_COLUMNS = slice(539, 577)  # the first two overscan columns carry charg
 FIRST_GOOD_ROW = 8
 """VidInp1/2 start each readout 350-30 ADU low over the first ~4 rows, and their overscan does
 not follow (633 vs 754 ADU in row 1 of b150910_2036): those rows cannot be corrected by the
-overscan and are left out of the comparison (they should be masked)."""
+overscan; assembly flags them BAD (``readout_start_rows``) and they are left out here."""
+READ_NOISE_ADU = 2.0
 
 
 def _clipped(values: np.ndarray, sigma: float = 4.0) -> np.ndarray:
@@ -115,3 +117,16 @@ def test_settings_read_noise_against_the_overscan(raw_amps, reduced):
         measured_e = amp.gain * clipped_std(raw[0][:, OVERSCAN_COLUMNS] - raw[1][:, OVERSCAN_COLUMNS]) / np.sqrt(2)
         # the published values (Keck LRIS page) are 8-25% above this 2015 night's overscan noise
         assert 0.75 < measured_e / amp.readnoise <= 1.0, (amp.name, measured_e, amp.readnoise)
+
+
+def test_rows_the_overscan_cannot_correct_are_flagged(raw_amps, reduced):
+    """Rows whose data-minus-overscan level is off by more than the read noise are exactly
+    the rows flagged BAD at assembly."""
+    frames, _ = reduced
+    for index, amp in enumerate(frames[0].amps):
+        raw = raw_amps[amp.name.removeprefix("blue-")][0]
+        rows = np.median(raw[:, DATA_COLUMNS], axis=1) - np.median(raw[:, OVERSCAN_COLUMNS], axis=1)
+        off = np.flatnonzero(np.abs(rows[:FIRST_GOOD_ROW] - np.median(rows[FIRST_GOOD_ROW:])) > READ_NOISE_ADU)
+        on_amp = frames[0].amp_map == index
+        flagged = np.flatnonzero([((frames[0].mask[r][on_amp[r]] & Bit.BAD) > 0).all() for r in range(FIRST_GOOD_ROW)])
+        assert list(flagged) == list(off), (amp.name, list(flagged), list(off))
