@@ -34,7 +34,7 @@ from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat, wcsresiduals
+from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -326,8 +326,7 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str
     header.update(astrometry.solution_header(solution))
     header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
-    matched = wcsresiduals.residual_table(frame, solution.wcs, at_obs, ctx.params.astrometry.fwhm_init)
-    atomic_write(frame.to_hdul([*extra, wcsresiduals.residual_hdu(matched)]), path)
+    atomic_write(frame.to_hdul(extra), path)
     return (f"{solution.n_matched} stars ({solution.backend}, {solution.model}), rms"
             f" {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\"")
 
@@ -615,7 +614,7 @@ CORE_STAGES: list[Stage] = [
           "red/<target>...stk.fits"),
     Stage("photometry", run_photometry, "target", ("potpyri_photometry", "potpyri_zeropoint"),
           "stack, photometric catalog", "stack (APPPHOT, PSFPHOT, PSF, ZPTMAG, limits)"),
-    Stage("qa", run_qa, "target", (), "stacks, red/workspace (ASTRESID), photometric catalog, run summary",
+    Stage("qa", run_qa, "target", (), "stacks, red/workspace, reference catalogs, run summary",
           "red/qa/index.html, red/qa/<stack>.html and PNGs"),
 ]
 """The core's stages, in order."""

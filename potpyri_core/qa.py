@@ -3,7 +3,8 @@
 Self-contained (inline CSS, PNG files beside the pages, relative links), so it opens from
 disk. Per target: the stack preview (zscale, unusable pixels in red), the ePSF, the zero-point
 fit (catalog against instrumental magnitude, residuals against colour), one astrometric
-residual vector map per frame (the astrometry stage's ``ASTRESID`` table) and a per-frame
+residual vector map per frame (its stars matched to the astrometric catalog through its final
+WCS, :mod:`~potpyri_core.stages.wcsresiduals`) and a per-frame
 table (seeing, sky, transparency, solution RMS, stars used, used in the stack or why not).
 The index links every target and lists the run's warnings (every failed or BAD item).
 """
@@ -22,11 +23,16 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
+from astropy.time import Time
 from astropy.visualization import ZScaleInterval
 from astropy.wcs import WCS
 
+from potpyri_core.catalogs.cache import CatalogUnavailableError
+from potpyri_core.catalogs.columns import at_epoch
+from potpyri_core.frames import Frame
 from potpyri_core.maskbits import UNUSABLE
 from potpyri_core.progress import progress
+from potpyri_core.stages import wcsresiduals
 from potpyri_core.stages.sourcecat import SourceFlag
 from potpyri_core.uptodate import card, signature
 
@@ -138,11 +144,39 @@ def residual_png(table: Table, shape: tuple[int, int], title: str, path: Path) -
     return _save(fig, path)
 
 
+def residuals_job(args: tuple[Path, Table, float]) -> Table:
+    """Stars of one workspace frame matched to the astrometric catalog through its final WCS
+    (:func:`~potpyri_core.stages.wcsresiduals.residual_table`), the catalog at its epoch."""
+    path, reference, fwhm_init = args
+    frame = Frame.from_file(path)
+    at_obs = reference.copy(copy_data=False)
+    at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(float(frame.header.get("MJD-OBS", 51544.5)),
+                                                           format="mjd").jyear)
+    return wcsresiduals.residual_table(frame, frame.wcs, at_obs, fwhm_init)
+
+
+def _residuals(p: Pipeline, paths: list[Path]) -> dict[Path, Table]:
+    """Residual tables of the frames that exist (none without an astrometric catalog)."""
+    try:
+        catalog = p.reference_catalog()
+        reference = catalog.astrometric() if catalog is not None else None
+    except CatalogUnavailableError as exc:
+        log.warning("qa: no astrometric residual maps: %s", exc)
+        return {}
+    if reference is None:
+        return {}
+    existing = [path for path in paths if path.exists()]
+    tables = p.map(residuals_job, [(path, reference, p.params.astrometry.fwhm_init) for path in existing],
+                   "qa residuals")
+    return dict(zip(existing, tables, strict=True))
+
+
 def frame_rows(p: Pipeline, group: Table, used: set[str], qa_dir: Path, stem: str) -> tuple[list[dict], list[str]]:
     """Per-frame facts of one target, and the residual-map images written."""
     rows, images = [], []
     failures = {r.item: r.message for r in p.summary.failures}
     zps = {}
+    residuals = _residuals(p, [p.workspace_path(str(row["File"])) for row in group])
     for k, row in enumerate(group):
         name = str(row["File"])
         path = p.workspace_path(name)
@@ -158,9 +192,9 @@ def frame_rows(p: Pipeline, group: Table, used: set[str], qa_dir: Path, stem: st
             scale = float(np.sqrt(abs(np.linalg.det(WCS(header).celestial.pixel_scale_matrix)))) * 3600.0
             facts.update(sky=header.get("SKYLEVEL"), exptime=exptime, rms=(header.get("RADISP"), header.get("DEDISP")),
                          nstars=header.get("ASTNMAT"))
-            if "ASTRESID" in hdul:
-                table = Table(hdul["ASTRESID"].data)
-                facts["seeing"] = float(hdul["ASTRESID"].header.get("FWHM", np.nan)) * scale
+            if path in residuals:
+                table = residuals[path]
+                facts["seeing"] = float(table.meta["FWHM"]) * scale
                 good = (table["flux"] > 0) & np.isfinite(table["mag_ref"])
                 if good.sum() >= 3:
                     zps[name] = float(np.median(table["mag_ref"][good] + 2.5 * np.log10(table["flux"][good] / exptime)))

@@ -1,14 +1,13 @@
 """The stars a solved frame WCS is checked on: residuals against the reference catalog.
 
-Written by the astrometry stage as the ``ASTRESID`` table of each calibrated frame, read by
-the QA report (residual vector maps, seeing, transparency per frame).
+Measured by the QA report on each calibrated frame with its final WCS (after alignment):
+residual vector maps, seeing and transparency per frame.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
@@ -67,13 +66,3 @@ def residual_table(frame: Frame, wcs: WCS, reference: Table, fwhm_init: float) -
     table.meta["FWHM"] = measure_fwhm(frame.data, bad, stars[ok]) if ok.sum() >= 3 else float("nan")
     table.meta["MAGCOL"] = mag_column or ""
     return table
-
-
-def residual_hdu(table: Table) -> fits.BinTableHDU:
-    """:func:`residual_table` as the ``ASTRESID`` extension (units on every column)."""
-    units = {"x": "pix", "y": "pix", "dra": "arcsec", "ddec": "arcsec", "flux": "electron", "mag_ref": "mag"}
-    hdu = fits.table_to_hdu(table)
-    hdu.name = "ASTRESID"
-    for k, column in enumerate(table.colnames, start=1):
-        hdu.header.set(f"TUNIT{k}", units[column], after=f"TFORM{k}")
-    return hdu
