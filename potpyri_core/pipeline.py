@@ -93,10 +93,16 @@ class RunSummary:
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
         return "\n".join([*lines, *self.closing()])
 
+    @property
+    def set_aside(self) -> list[StageResult]:
+        """The units of work that failed or were set aside (e.g. BAD frames)."""
+        return [r for r in self.results if not r.ok or r.status != "ok"]
+
     def closing(self) -> list[str]:
         """Closing lines: every BAD or failed item with its reason, then the products written."""
-        lines = [f"not reduced or failed ({len(self.failures)}):" if self.failures else "nothing failed"]
-        lines += [f"  {r.stage} {r.item}: {r.message}" for r in self.failures]
+        aside = self.set_aside
+        lines = [f"not reduced or failed ({len(aside)}):" if aside else "nothing failed or set aside"]
+        lines += [f"  {r.stage} {r.item}: {r.status} {r.message}" for r in aside]
         written = [*self.products, *self.stacks]
         lines.append(f"products ({len(written)}):" if written else "no products written")
         lines += [f"  {path}" for path in written]

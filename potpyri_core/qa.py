@@ -174,7 +174,7 @@ def _residuals(p: Pipeline, paths: list[Path]) -> dict[Path, Table]:
 def frame_rows(p: Pipeline, group: Table, used: set[str], qa_dir: Path, stem: str) -> tuple[list[dict], list[str]]:
     """Per-frame facts of one target, and the residual-map images written."""
     rows, images = [], []
-    failures = {r.item: r.message for r in p.summary.failures}
+    failures = {r.item: f"{r.status} {r.message}" for r in p.summary.set_aside}
     zps = {}
     residuals = _residuals(p, [p.workspace_path(str(row["File"])) for row in group])
     for k, row in enumerate(group):
@@ -301,10 +301,10 @@ def write_index(p: Pipeline, qa_dir: Path, targets: list[tuple[str, dict[str, An
                     f"<td>{_num(n.get('ZPTMAG'), '.3f')}</td><td>{_num(n.get('M5SIGMA'), '.2f')}</td>"
                     f"<td>{_num(n.get('M5INJ'), '.2f')}</td><td>{n['frames']} ({n['dropped']})</td></tr>")
     rows.append("</table>")
-    failures = p.summary.failures
+    failures = p.summary.set_aside
     warnings = ["<h2>Warnings</h2>", "<p>none</p>" if not failures else "<ul>",
-                *(f"<li class='bad'>{html.escape(r.stage)} {html.escape(r.item)}: {html.escape(r.message)}</li>"
-                  for r in failures), "</ul>" if failures else ""]
+                *(f"<li class='bad'>{html.escape(r.stage)} {html.escape(r.item)}: {html.escape(r.status)} "
+                  f"{html.escape(r.message)}</li>" for r in failures), "</ul>" if failures else ""]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     body = [f"<h1>{html.escape(p.instrument.name)} {html.escape(p.data_path.name)}: QA</h1>",
             f"<p>{len(targets)} target(s); made {stamp}</p>", *rows, *warnings]
@@ -318,7 +318,7 @@ def report_key(p: Pipeline) -> str:
     run's failures (an unchanged night is not drawn again)."""
     stacks = [[card(p.stack_path(g), k) for k in ("STKKEY", "PHOKEY")] for g in p.science_groups().values()]
     frames = [card(p.workspace_path(r["File"]), "ASTKEY") for r in p.rows("SCIENCE")]
-    return signature("qa", stacks, frames, [(r.stage, r.item, r.message) for r in p.summary.failures])
+    return signature("qa", stacks, frames, [(r.stage, r.item, r.status, r.message) for r in p.summary.set_aside])
 
 
 def _target(p: Pipeline, targtype: str, group: Table, qa_dir: Path) -> dict[str, Any] | None:

@@ -40,14 +40,14 @@ def test_progress_is_one_line_with_count_and_eta_on_a_terminal(monkeypatch: pyte
 
 def test_closing_summary_names_every_bad_or_failed_item_and_the_products() -> None:
     summary = RunSummary(results=[
-        StageResult("sort", "N1.fits", False, 0.0, "BAD, not reduced: saturated flat"),
+        StageResult("sort", "N1.fits", True, 0.0, "not reduced: saturated flat", status="BAD"),
         StageResult("frames", "N2.fits", False, 1.0, "ValueError: no master flat"),
         StageResult("frames", "N3.fits", True, 1.0, "")])
     summary.stacks.append(Path("red/T.stk.fits"))
     summary.products.append(Path("red/qa/index.html"))
     closing = summary.closing()
     assert closing[0] == "not reduced or failed (2):"
-    assert "  sort N1.fits: BAD, not reduced: saturated flat" in closing
-    assert "  frames N2.fits: ValueError: no master flat" in closing
+    assert "  sort N1.fits: BAD not reduced: saturated flat" in closing
+    assert "  frames N2.fits: FAILED ValueError: no master flat" in closing
     assert closing[-3:] == ["products (2):", "  red/qa/index.html", "  red/T.stk.fits"]
     assert summary.table().endswith("\n".join(closing))
