@@ -132,15 +132,14 @@ def residual_png(table: Table, shape: tuple[int, int], title: str, path: Path) -
     fig = _figure(5, 4)
     ax = fig.add_subplot()
     if len(table):
-        arrows = ax.quiver(table["x"], table["y"], table["dra"], table["ddec"], angles="uv", scale_units="inches",
-                           scale=0.1, width=0.003)
-        ax.quiverkey(arrows, 0.1, -0.22, 0.05, '0.05"', labelpos="E")
+        ax.quiver(table["x"], table["y"], table["dra"], table["ddec"], angles="uv", scale_units="inches",
+                  scale=0.1, width=0.003)
     ax.set_xlim(0, shape[1])
     ax.set_ylim(0, shape[0])
     ax.set_aspect("equal")
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\narrows: measured - catalog, 1 inch = 0.1\" (E, N)", fontsize=9)
     return _save(fig, path)
 
 
