@@ -29,10 +29,12 @@ from potpyri_core.maskbits import Bit
 from potpyri_core.params import Parameters
 from potpyri_core.plugins import InstrumentHooks, PluginSpec, plugins_for
 from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_header
+from potpyri_core.progress import progress
+from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, photometry, psfphot, resample
+from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -46,7 +48,8 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
-                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY")
+                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
+                          "NINJECT", "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
 
@@ -133,53 +136,62 @@ def run_sort(p: Pipeline) -> None:
 def run_calibrations(p: Pipeline) -> None:
     """Build every master the night's frames are matched to, bias first, then dark, flat."""
     lib = p.library
-    for kind in lib.kinds(skip_flat=p.options.skip_flatten):
-        for group, rows in lib.needed_groups(kind).items():
-            start = time.perf_counter()
-            item = f"m{kind}_{group}"
-            path = lib.master_path(kind, group)
-            try:
-                earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
-                key = signature("calibration", kind, [md5sum(p.data_path / r["File"]) for r in rows],
-                                [card(m, "CALKEY") for r in rows[:1] for m in _available(lib, r, earlier).values()],
-                                p.params.calibration.model_dump(), lib.rule(kind).model_dump(),
-                                p.instrument.calibrations.min_frames)
-                if rows and is_current(path, "CALKEY", key, p.options.force):
-                    p.record(item, True, time.perf_counter() - start, "up to date")
-                    continue
-                ctx = p.job_context()
-                frames, notes = [], set()
-                for row in rows:
-                    frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
-                    found = _available(lib, row, earlier)
-                    missing = sorted(set(earlier) - set(found))
-                    if missing:
-                        notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
-                    masters = {k: Frame.from_file(path) for k, path in found.items()}
-                    if masters:
-                        frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
-                                                                     masters=masters, params=p.params.calibration)
-                    frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
-                    frames.append(frame)
-                sky_flat = kind == "flat" and lib.is_sky_flat(rows)
-                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
-                                                             kind="skyflat" if sky_flat else kind, frames=frames,
-                                                             group=group, params=p.params.calibration)
-                for i, row in enumerate(rows):
-                    master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
-                master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
-                master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
-                if kind == "flat":
-                    source = "sky" if sky_flat else p.instrument.calibrations.flat_source
-                    master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
-                atomic_write(master.to_hdul(), path)
-                p.made.add(path)
-                for note in sorted(notes):
-                    log.warning("calibrations %s: %s", item, note)
-                p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
-            except Exception as exc:
-                log.debug(traceback.format_exc())
-                p.record(item, False, time.perf_counter() - start, str(exc))
+    work = [(kind, group, rows) for kind in lib.kinds(skip_flat=p.options.skip_flatten)
+            for group, rows in lib.needed_groups(kind).items()]
+    with progress(len(work), "calibrations") as bar:
+        for kind, group, rows in work:
+            _calibration_one(p, lib, kind, group, rows)
+            bar.update()
+
+
+def _calibration_one(p: Pipeline, lib: Any, kind: str, group: str, rows: Any) -> None:
+    """Build (or find up to date) one master."""
+    start = time.perf_counter()
+    item = f"m{kind}_{group}"
+    path = lib.master_path(kind, group)
+    try:
+        earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
+        key = signature("calibration", kind, [md5sum(p.data_path / r["File"]) for r in rows],
+                        [card(m, "CALKEY") for r in rows[:1] for m in _available(lib, r, earlier).values()],
+                        p.params.calibration.model_dump(), lib.rule(kind).model_dump(),
+                        p.instrument.calibrations.min_frames)
+        if rows and is_current(path, "CALKEY", key, p.options.force):
+            p.record(item, True, time.perf_counter() - start, "up to date")
+            return
+        ctx = p.job_context()
+        frames, notes = [], set()
+        for row in rows:
+            frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
+            found = _available(lib, row, earlier)
+            missing = sorted(set(earlier) - set(found))
+            if missing:
+                notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
+            masters = {k: Frame.from_file(path) for k, path in found.items()}
+            if masters:
+                frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
+                                                             masters=masters, params=p.params.calibration)
+            frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
+            frames.append(frame)
+        sky_flat = kind == "flat" and lib.is_sky_flat(rows)
+        master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
+                                                     kind="skyflat" if sky_flat else kind, frames=frames,
+                                                     group=group, params=p.params.calibration)
+        for i, row in enumerate(rows):
+            master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
+        master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
+        master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+        if kind == "flat":
+            source = "sky" if sky_flat else p.instrument.calibrations.flat_source
+            master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
+        atomic_write(master.to_hdul(), path)
+        p.made.add(path)
+        p.summary.products.append(path)
+        for note in sorted(notes):
+            log.warning("calibrations %s: %s", item, note)
+        p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        p.record(item, False, time.perf_counter() - start, str(exc))
 
 
 def _available(lib: Any, row: Any, kinds: list[str]) -> dict[str, Path]:
@@ -430,23 +442,30 @@ def run_stack(p: Pipeline) -> None:
 def run_photometry(p: Pipeline) -> None:
     """Photometry, zero point and limits of every stack."""
     catalog = p.reference_catalog()
-    for targtype, group in p.science_groups().items():
-        path = p.stack_path(group)
-        start = time.perf_counter()
-        if not path.exists():
-            p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
-            continue
-        key = signature("photometry", card(path, "STKKEY"), catalog_signature(catalog),
-                        p.params.photometry.model_dump(), p.instrument.zeropoint.model_dump())
-        if is_current(path, "PHOKEY", key, p.options.force) and card(path, "PHOTSTAT") == "done":
-            p.record(path.name, True, 0.0, "up to date")
-            continue
-        try:
-            message = photometry_one(p, path, str(group[0]["Filter"]), catalog, key)
-            p.record(path.name, True, time.perf_counter() - start, message)
-        except Exception as exc:
-            log.debug(traceback.format_exc())
-            p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+    with progress(len(p.science_groups()), "photometry") as bar:
+        for targtype, group in p.science_groups().items():
+            _photometry_target(p, targtype, group, catalog)
+            bar.update()
+
+
+def _photometry_target(p: Pipeline, targtype: str, group: Any, catalog: Any) -> None:
+    """Photometry of one target's stack (or find it up to date)."""
+    path = p.stack_path(group)
+    start = time.perf_counter()
+    if not path.exists():
+        p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
+        return
+    key = signature("photometry", card(path, "STKKEY"), catalog_signature(catalog),
+                    p.params.photometry.model_dump(), p.instrument.zeropoint.model_dump())
+    if is_current(path, "PHOKEY", key, p.options.force) and card(path, "PHOTSTAT") == "done":
+        p.record(path.name, True, 0.0, "up to date")
+        return
+    try:
+        message = photometry_one(p, path, str(group[0]["Filter"]), catalog, key)
+        p.record(path.name, True, time.perf_counter() - start, message)
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
 
 
 def catalog_signature(catalog: Any) -> Any:
@@ -495,13 +514,18 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
         h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
         for limit, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
             h[limit] = (value, f"{limit[1:-5]}-sigma point-source limit (AB)")
-        result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
+        sourcecat.calibrate(result.table, zp["ZPTMAG"], sourcecat.APERTURE_INVALID)
         if getattr(result, "psf_table", None) is not None:
-            result.psf_table["mag"] = result.psf_table["mag_inst"] + zp["ZPTMAG"]
+            sourcecat.calibrate(result.psf_table, zp["ZPTMAG"], sourcecat.PSF_INVALID)
+        h["LIMDEFA"] = (("M3/M5/M10SIGMA = ZPTMAG - 2.5 log10(k * APCOR * sigma of sums in empty apertures"
+                        " of radius APRAD on blank sky)"), "analytic limits")
         message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
-    table_hdu = fits.table_to_hdu(result.table)
-    table_hdu.name = "APPPHOT"
-    psf_hdus = psf_extensions(result, h)
+        message += injection_cards(frame, result, zp["ZPTMAG"], params)
+    table_hdu = sourcecat.catalog_hdu(result.table, "APPPHOT", sourcecat.APERTURE_INVALID, detection_cards(result, params))
+    if getattr(result, "capped", 0):
+        log.warning("photometry %s: %d sources above the threshold left out (photometry.max_sources=%d)",
+                    path.name, result.capped, params.max_sources)
+    psf_hdus = psf_extensions(result, h, params)
     if psf_hdus:
         message += f", PSF {len(result.psf_table)} sources ({len(result.psf_stars)} ePSF stars)"
     else:
@@ -514,7 +538,38 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
     return message
 
 
-def psf_extensions(result: photometry.ApertureResult, header: fits.Header) -> list[fits.hdu.base.ExtensionHDU]:
+def injection_cards(frame: Frame, result: photometry.ApertureResult, zeropoint: float, params: Any) -> str:
+    """Injection-recovery limits into the stack header; returns the summary's words."""
+    if not params.injection_stars or getattr(result, "epsf_image", None) is None:
+        return ", no injection limits" if params.injection_stars else ""
+    h = frame.header
+    try:
+        out = injection.inject_and_recover(frame.data, frame.variance, frame.mask, result, zeropoint, h["M5SIGMA"],
+                                           params)
+    except (RuntimeError, ValueError) as exc:
+        log.warning("no injection-recovery limits: %s", exc)
+        return f", no injection limits ({exc})"
+    h["M5INJ"] = (out.m5, "S/N-5 magnitude of injected ePSF stars (AB)")
+    h["MC50INJ"] = (out.m50, "50% completeness of injected ePSF stars (AB)")
+    h["NINJECT"] = (out.n_stars, "artificial stars injected (blank sky)")
+    h["INJSEED"] = (params.injection_seed, "seed of the injected positions")
+    h["LIMDEFI"] = (("M5INJ: magnitude where injected total flux / robust scatter of the measured total flux"
+                    " (aperture APRAD x APCOR) is 5, log S/N-magnitude line fit"), "injection S/N-5 limit")
+    h["LIMDEFC"] = (("MC50INJ: magnitude where half the injected stars are found by the catalog's detection"
+                    " (DETSNR), logistic fit"), "injection completeness limit")
+    return f", injected m5 {out.m5:.2f}, c50 {out.m50:.2f}"
+
+
+def detection_cards(result: photometry.ApertureResult, params: Any) -> list[tuple[str, Any, str]]:
+    """Header cards stating how the APPPHOT rows were selected."""
+    return [("DETSNR", params.detect_snr, "rows: PSF-filter and aperture S/N >= this"),
+            ("DETNCOR", result.noise_correlation, "noise correction (NOISECOR) in both S/N"),
+            ("NSOURCE", len(result.table), "rows (sources above the threshold)"),
+            ("DETCAPPD", int(getattr(result, "capped", 0)), "sources dropped by photometry.max_sources")]
+
+
+def psf_extensions(result: photometry.ApertureResult, header: fits.Header,
+                   params: Any) -> list[fits.hdu.base.ExtensionHDU]:
     """PSFPHOT, PSFSTARS, PSF and RESIDUAL extensions of a photometry result (none without
     PSF photometry); the PSF header cards go into ``header`` too."""
     psf_table = getattr(result, "psf_table", None)
@@ -525,15 +580,16 @@ def psf_extensions(result: photometry.ApertureResult, header: fits.Header) -> li
         return []
     oversampling = int(result.epsf_oversampling)
     fwhm = psfphot.epsf_fwhm(result.epsf_image, oversampling)
-    header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (pixels)")
+    header["PSFFWHM"] = (fwhm, "FWHM of the ePSF, Moffat fit (pixels)")
     header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
-    phot_hdu = fits.table_to_hdu(psf_table)
-    phot_hdu.name = "PSFPHOT"
-    stars_hdu = fits.table_to_hdu(result.psf_stars)
-    stars_hdu.name = "PSFSTARS"
+    shifted = int(np.sum((np.asarray(psf_table["flags"]) & sourcecat.SourceFlag.PSF_SHIFTED) > 0))
+    phot_hdu = sourcecat.catalog_hdu(psf_table, "PSFPHOT", sourcecat.PSF_INVALID, [
+        ("PSFMAXSH", params.psf_max_shift_fwhm, "PSFMOVED: fit moved more than this (FWHM)"),
+        ("NPSFMOVD", shifted, "fits flagged PSFMOVED (no mag)")])
+    stars_hdu = sourcecat.catalog_hdu(result.psf_stars, "PSFSTARS")
     psf_hdu = fits.ImageHDU(np.asarray(result.epsf_image, np.float32), name="PSF")
     psf_hdu.header["OVERSAMP"] = (oversampling, "ePSF oversampling relative to the stack pixels")
-    psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF (stack pixels)")
+    psf_hdu.header["PSFFWHM"] = (fwhm, "FWHM of the ePSF, Moffat fit (stack pixels)")
     psf_hdu.header["PSFNORM"] = (float(np.sum(result.epsf_image)) / oversampling**2,
                                  "fraction of the total flux inside this image")
     psf_hdu.header["NPSFSTAR"] = (len(result.psf_stars), "stars that built the ePSF")
@@ -562,5 +618,7 @@ CORE_STAGES: list[Stage] = [
           "red/<target>...stk.fits"),
     Stage("photometry", run_photometry, "target", ("potpyri_photometry", "potpyri_zeropoint"),
           "stack, photometric catalog", "stack (APPPHOT, PSFPHOT, PSF, ZPTMAG, limits)"),
+    Stage("qa", run_qa, "target", (), "stacks, red/workspace, reference catalogs, run summary",
+          "red/qa/index.html, red/qa/<stack>.html and PNGs"),
 ]
 """The core's stages, in order."""

@@ -144,7 +144,8 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
     too few stars qualify)."""
     from potpyri_core.stages import photometry, psfphot
     result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, params)
-    return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result)
+    return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result,
+                                        max_shift_fwhm=params.psf_max_shift_fwhm)
 
 
 @hookimpl(trylast=True)

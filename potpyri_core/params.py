@@ -119,8 +119,19 @@ class PhotometryParams(StepParams):
     fwhm_init: float = Field(default=5.0, gt=0)
     """First guess of the FWHM (stack pixels)."""
     detect_snr: float = Field(default=5.0, gt=0)
-    """Detection threshold of the source list (S/N)."""
-    max_sources: int = Field(default=3000, ge=1)
+    """Detection threshold of the source list: PSF-filter significance and aperture S/N, both
+    with the correlated-noise correction (NOISECOR)."""
+    max_sources: int | None = Field(default=None, ge=1)
+    """Keep at most this many sources (the brightest; the number dropped is the stack's
+    DETCAPPD card and a warning). None: every source above the threshold."""
+    psf_max_shift_fwhm: float = Field(default=0.3, gt=0)
+    """PSF fits whose centre moved more than this (in FWHM) from the aperture position are
+    flagged PSF_SHIFTED and get no ``mag``."""
+    injection_stars: int = Field(default=40, ge=0)
+    """Artificial stars injected per magnitude step for the injection-recovery limits
+    (M5INJ, MC50INJ; 12 steps); 0 turns them off."""
+    injection_seed: int = 0
+    """Seed of the injected stars' positions (the limits are reproducible)."""
     sn_min: float = Field(default=10.0, gt=0)
     """Lowest S/N of zero-point stars."""
     sn_max: float = Field(default=500.0, gt=0)

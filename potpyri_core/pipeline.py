@@ -42,6 +42,7 @@ from potpyri_core.corestages import CORE_STAGES, JobContext
 from potpyri_core.options import RunOptions
 from potpyri_core.params import Parameters, resolve
 from potpyri_core.plugins import InstrumentHooks, PluginManager
+from potpyri_core.progress import progress
 from potpyri_core.runlock import RunLock, remove_stale_temporaries
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage, ordered
@@ -76,6 +77,8 @@ class RunSummary:
     results: list[StageResult] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stacks: list[Path] = field(default_factory=list)
+    products: list[Path] = field(default_factory=list)
+    """Other products written (masters, the QA report), named in the closing lines."""
 
     @property
     def failures(self) -> list[StageResult]:
@@ -88,7 +91,22 @@ class RunSummary:
         for r in self.results:
             lines.append(f"{r.stage:<13}{r.item[:43]:<44}{r.status:<8}{r.seconds:8.1f}  {r.message}")
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
-        return "\n".join(lines)
+        return "\n".join([*lines, *self.closing()])
+
+    @property
+    def set_aside(self) -> list[StageResult]:
+        """The units of work that failed or were set aside (e.g. BAD frames)."""
+        return [r for r in self.results if not r.ok or r.status != "ok"]
+
+    def closing(self) -> list[str]:
+        """Closing lines: every BAD or failed item with its reason, then the products written."""
+        aside = self.set_aside
+        lines = [f"not reduced or failed ({len(aside)}):" if aside else "nothing failed or set aside"]
+        lines += [f"  {r.stage} {r.item}: {r.status} {r.message}" for r in aside]
+        written = [*self.products, *self.stacks]
+        lines.append(f"products ({len(written)}):" if written else "no products written")
+        lines += [f"  {path}" for path in written]
+        return lines
 
 
 def stage_list(hooks: InstrumentHooks) -> list[Stage]:
@@ -172,18 +190,21 @@ class Pipeline:
         """Run ``func`` on every job (in ``--proc`` processes), logging progress as jobs end;
         results come back in the order of the jobs."""
         results: list = [None] * len(jobs)
-        if self.options.proc <= 1 or len(jobs) <= 1:
-            for i, job in enumerate(jobs):
-                results[i] = func(job)
-                if what:
-                    log.info("%s %d/%d done", what, i + 1, len(jobs))
-            return results
-        with process_pool(min(self.options.proc, len(jobs))) as pool:
-            futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
-                if what:
-                    log.info("%s %d/%d done", what, done, len(jobs))
+        with progress(len(jobs), what or self.stage.name) as bar:
+            if self.options.proc <= 1 or len(jobs) <= 1:
+                for i, job in enumerate(jobs):
+                    results[i] = func(job)
+                    bar.update()
+                    if what:
+                        log.info("%s %d/%d done", what, i + 1, len(jobs))
+                return results
+            with process_pool(min(self.options.proc, len(jobs))) as pool:
+                futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
+                for done, future in enumerate(as_completed(futures), start=1):
+                    results[futures[future]] = future.result()
+                    bar.update()
+                    if what:
+                        log.info("%s %d/%d done", what, done, len(jobs))
         return results
 
     def rows(self, kind: str) -> Table:

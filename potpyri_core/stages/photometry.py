@@ -19,13 +19,16 @@ from astropy.wcs import WCS
 from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.psf import fit_fwhm
 from photutils.segmentation import detect_sources
+from scipy import ndimage
 from scipy.optimize import curve_fit
+from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
 from potpyri_core.params import PhotometryParams
 from potpyri_core.stages.astrometry import detect_stars
 from potpyri_core.stages.centroids import refine_centroids
+from potpyri_core.stages.sourcecat import SourceFlag
 
 APCOR_RADIUS_FWHM = 3.0
 APERTURE_RADIUS_FWHM = 1.0
@@ -54,6 +57,8 @@ class ApertureResult:
     epsf_oversampling: int = 1
     residual: np.ndarray | None = None
     """Stack minus the fitted PSF models (e-/s)."""
+    capped: int = 0
+    """Sources above the threshold left out by ``PhotometryParams.max_sources`` (0: none)."""
 
 
 def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60) -> float:
@@ -180,10 +185,122 @@ def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray
     return float(std), float(np.mean(predicted))
 
 
+def window_moments(data: np.ndarray, xy: np.ndarray, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
+    """FWHM (pixels) and elongation of sources from Gaussian-windowed second moments.
+
+    The window (sigma 1.5 times the PSF's) is divided out assuming Gaussian profiles:
+    ``C = (M^-1 - W^-1)^-1`` with ``M`` the windowed moments and ``W`` the window; the FWHM
+    is ``2.355 (det C)^(1/4)`` and the elongation the ratio of the axes. NaN where the
+    moments are noise (faint sources).
+    """
+    sigma_w2 = (1.5 * fwhm / 2.355) ** 2
+    half = int(np.ceil(2.0 * fwhm))
+    offsets = np.arange(-half, half + 1)
+    ny, nx = data.shape
+    ix, iy = np.round(xy[:, 0]).astype(int), np.round(xy[:, 1]).astype(int)
+    gx = np.clip(ix[:, None, None] + offsets[None, None, :], 0, nx - 1)
+    gy = np.clip(iy[:, None, None] + offsets[None, :, None], 0, ny - 1)
+    dx, dy = gx - xy[:, 0, None, None], gy - xy[:, 1, None, None]
+    weight = np.exp(-(dx**2 + dy**2) / (2 * sigma_w2)) * data[gy, gx]
+    total = weight.sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mxx, myy, mxy = ((weight * a).sum(axis=(1, 2)) / total for a in (dx * dx, dy * dy, dx * dy))
+        det = mxx * myy - mxy**2
+        # inverse of M minus the inverse of the window, inverted again
+        ixx, iyy, ixy = myy / det - 1 / sigma_w2, mxx / det - 1 / sigma_w2, -mxy / det
+        det_i = ixx * iyy - ixy**2
+        cxx, cyy, cxy = iyy / det_i, ixx / det_i, -ixy / det_i
+        trace, root = cxx + cyy, np.sqrt((cxx - cyy) ** 2 + 4 * cxy**2)
+        major, minor = (trace + root) / 2, (trace - root) / 2
+        ok = (total > 0) & (det > 0) & (det_i > 0) & (minor > 0)
+        fwhm_out = np.where(ok, 2.355 * (major * minor) ** 0.25, np.nan)
+        elongation = np.where(ok, np.sqrt(major / minor), np.nan)
+    return fwhm_out, elongation
+
+
+def find_sources(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, fwhm: float,
+                 noise_correlation: float, snr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of a PSF-matched, zero-sum filter above ``snr`` sigma.
+
+    The filter is a Gaussian of the stellar FWHM lowered to zero sum within 1.5 FWHM (as
+    DAOFIND's), so smooth backgrounds and the wings of bright stars give no response; its
+    noise is propagated from the variance and multiplied by the correlated-noise factor
+    ``sqrt(noise_correlation)`` of the resampled stack. Peaks are local maxima within one
+    FWHM on usable pixels.
+
+    Returns
+    -------
+    xy : ndarray, shape (n, 2)
+        Peak positions (x, y; 0-based pixels).
+    significance : ndarray
+        Filter response over its noise at each peak.
+    """
+    half = int(np.ceil(1.5 * fwhm))
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    inside = xx**2 + yy**2 <= (1.5 * fwhm) ** 2
+    gauss = np.exp(-(xx**2 + yy**2) / (2 * (fwhm / 2.355) ** 2))
+    kernel = np.where(inside, gauss - gauss[inside].mean(), 0.0)
+    response = fftconvolve(np.where(bad, 0.0, data), kernel, mode="same")
+    noise2 = fftconvolve(np.where(bad, 0.0, variance), kernel**2, mode="same") * max(noise_correlation, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significance = np.where(noise2 > 0, response / np.sqrt(np.clip(noise2, 1e-30, None)), 0.0)
+    peaks = (response == ndimage.maximum_filter(response, size=_odd(fwhm))) & (significance >= snr) & ~bad
+    iy, ix = np.nonzero(peaks)
+    order = np.argsort(-significance[iy, ix])
+    return np.column_stack([ix[order], iy[order]]).astype(float), significance[iy, ix][order]
+
+
+def _odd(value: float) -> int:
+    """The odd integer nearest ``value`` (at least 3)."""
+    n = round(value)
+    return max(3, n if n % 2 else n + 1)
+
+
+def saturated_blobs(mask: np.ndarray, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of saturated regions and the radius (pixels) within which a peak is their wing.
+
+    A saturated core is masked, so the filter responds on the ring of its wings: those
+    peaks are replaced by one source at the centre of the region.
+    """
+    labels, n = ndimage.label((mask & Bit.SATURATED) > 0)
+    if n == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    index = np.arange(1, n + 1)
+    centres = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, index))[:, ::-1]
+    area = ndimage.sum_labels(np.ones_like(labels), labels, index)
+    return centres, np.sqrt(area / np.pi) + 3.0 * fwhm
+
+
+def _source_list(data: np.ndarray, variance: np.ndarray, mask: np.ndarray, bad: np.ndarray, fwhm: float,
+                 correlation: float, params: PhotometryParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, filter significance and saturated-source marks of every detection."""
+    xy, significance = find_sources(data, variance, bad, fwhm, correlation, params.detect_snr)
+    centres, radii = saturated_blobs(mask, fwhm)
+    if len(centres):
+        dist, which = cKDTree(centres).query(xy)
+        xy, significance = xy[dist > radii[which]], significance[dist > radii[which]]
+    xy = refine_centroids(np.where(bad, 0.0, data), xy, fwhm)
+    # two peaks of one source converge: keep the more significant
+    keep = np.ones(len(xy), bool)
+    for i, j in cKDTree(xy).query_pairs(0.5 * fwhm):
+        keep[max(i, j)] = False
+    xy, significance = xy[keep], significance[keep]
+    saturated = np.zeros(len(xy) + len(centres), bool)
+    saturated[len(xy):] = True
+    return (np.vstack([xy, centres]), np.concatenate([significance, np.full(len(centres), np.inf)]), saturated)
+
+
 def aperture_photometry_stack(
     data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, params: PhotometryParams = PhotometryParams()
 ) -> ApertureResult:
     """Detect and measure the sources of a stack.
+
+    A row is a source whose PSF-matched filter significance (:func:`find_sources`) and
+    aperture S/N are both at least ``params.detect_snr``, the noise including the
+    correlated-noise factor ``NOISECOR`` (empty-aperture variance over the summed pixel
+    variance), plus one row per saturated star. Nothing else limits the number of rows
+    unless ``params.max_sources`` is set (then the brightest are kept and
+    :attr:`ApertureResult.capped` says how many were dropped).
 
     Parameters
     ----------
@@ -192,38 +309,50 @@ def aperture_photometry_stack(
     wcs : astropy.wcs.WCS
         Stack WCS (for RA/Dec of sources).
     params : PhotometryParams
-        First guess of the FWHM (pixels), detection threshold and largest source count.
+        First guess of the FWHM (pixels), detection threshold, optional cap of the count.
     """
     bad = (mask & UNUSABLE) > 0
     error = np.sqrt(np.clip(variance, 0, None))
-    stars = detect_stars(data, np.where(bad, 0, error), mask, params.fwhm_init, nmax=params.max_sources,
-                         snr=params.detect_snr)
+    stars = detect_stars(data, np.where(bad, 0, error), mask, params.fwhm_init, nmax=300, snr=20.0)
     if len(stars) < 3:
-        raise RuntimeError(f"only {len(stars)} sources found in the stack")
+        raise RuntimeError(f"only {len(stars)} sources above S/N 20 found in the stack")
     fwhm = measure_fwhm(data, bad, stars)
     radius = APERTURE_RADIUS_FWHM * fwhm
-    xy = refine_centroids(np.where(bad, 0.0, data), np.column_stack([stars["x"], stars["y"]]), fwhm)
-    flux, err, masked = _photometry(data, variance, bad, xy, radius)
     empty_sigma, predicted = empty_aperture_sigma(data, variance, bad, radius)
     correlation = empty_sigma**2 / predicted if predicted > 0 else 1.0
+    xy, significance, saturated = _source_list(data, variance, mask, bad, fwhm, correlation, params)
+    flux, err, masked = _photometry(data, variance, bad, xy, radius)
     err = err * np.sqrt(max(correlation, 1.0))
-    apcor = aperture_correction(data, variance, bad, xy, flux, err, masked, fwhm, np.asarray(stars["elongation"]))
+    snr = flux / np.where(err > 0, err, np.inf)
+    keep = saturated | (snr >= params.detect_snr)
+    xy, significance, saturated, flux, err, masked, snr = (a[keep] for a in (xy, significance, saturated, flux, err,
+                                                                            masked, snr))
+    order = np.argsort(-flux)
+    capped = max(0, len(order) - params.max_sources) if params.max_sources else 0
+    order = order[:params.max_sources] if params.max_sources else order
+    xy, significance, saturated, flux, err, masked, snr = (a[order] for a in (xy, significance, saturated, flux, err,
+                                                                             masked, snr))
+    src_fwhm, elongation = window_moments(np.where(bad, 0.0, data), xy, fwhm)
+    apcor = aperture_correction(data, variance, bad, xy, flux, err, masked, fwhm, np.nan_to_num(elongation, nan=9.0))
     sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
     total = flux * apcor
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(total > 0, -2.5 * np.log10(total), np.nan)
         mag_err = 1.0857 * err / flux
-    sat = np.asarray(aperture_photometry(((mask & Bit.SATURATED) > 0).astype(float),
-                                         CircularAperture(xy, r=radius))["aperture_sum"]) > 0
+    near_sat = np.asarray(aperture_photometry(((mask & Bit.SATURATED) > 0).astype(float),
+                                              CircularAperture(xy, r=radius + 1))["aperture_sum"]) > 0
+    nearest, _ = cKDTree(xy).query(xy, k=2) if len(xy) > 1 else (np.full((len(xy), 2), np.inf), None)
+    flags = (np.where(masked, int(SourceFlag.MASKED), 0) | np.where(saturated | near_sat, int(SourceFlag.SATURATED), 0)
+             | np.where(nearest[:, 1] < 2 * radius, int(SourceFlag.CROWDED), 0)
+             | np.where(total > 0, 0, int(SourceFlag.NEGATIVE)))
     table = Table(
         {
-            "x": xy[:, 0], "y": xy[:, 1], "ra": sky.ra.deg, "dec": sky.dec.deg,
-            "flux": total, "flux_err": err * apcor, "snr": flux / np.where(err > 0, err, np.inf),
-            "mag_inst": mag, "mag_err": mag_err, "fwhm": stars["fwhm"], "elongation": stars["elongation"],
-            "flags": (masked.astype(int) | (sat.astype(int) << 1)),
+            "id": np.arange(1, len(xy) + 1), "x": xy[:, 0], "y": xy[:, 1], "ra": sky.ra.deg, "dec": sky.dec.deg,
+            "flux": total, "flux_err": err * apcor, "snr": snr, "det_snr": significance,
+            "mag_inst": mag, "mag_err": mag_err, "fwhm": src_fwhm, "elongation": elongation, "flags": flags,
         }
     )
-    return ApertureResult(table, fwhm, radius, apcor, empty_sigma, correlation)
+    return ApertureResult(table, fwhm, radius, apcor, empty_sigma, correlation, capped=capped)
 
 
 def zero_point(

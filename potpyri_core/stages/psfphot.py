@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 from astropy.modeling.fitting import LevMarLSQFitter
+from astropy.modeling.models import Moffat2D
 from astropy.nddata import NDData
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
@@ -31,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE
 from potpyri_core.stages.photometry import ApertureResult, light_beyond
+from potpyri_core.stages.sourcecat import SourceFlag
 
 log = logging.getLogger("potpyri")
 
@@ -46,8 +48,13 @@ MAX_PSF_STARS = 50
 """At most this many stars (the brightest that qualify) build the ePSF."""
 PSF_SNR_MIN = 5.0
 """Aperture S/N above which a source is PSF-fitted."""
-PSF_MAX_SOURCES = 3000
-"""At most this many sources (the brightest) are PSF-fitted."""
+PHOTUTILS_FLAG_MAP: dict[int, SourceFlag] = {
+    1: SourceFlag.PSF_PARTIAL, 2: SourceFlag.PSF_PARTIAL, 4: SourceFlag.NEGATIVE, 8: SourceFlag.PSF_NOCONV,
+    16: SourceFlag.PSF_NOCONV, 32: SourceFlag.PSF_SHIFTED, 64: SourceFlag.PSF_PARTIAL, 128: SourceFlag.PSF_PARTIAL,
+    256: SourceFlag.PSF_PARTIAL, 512: SourceFlag.PSF_NOCONV, 1024: SourceFlag.PSF_NOCONV, 2048: SourceFlag.PSF_NOCONV,
+}
+"""photutils PSF flag bit (:func:`photutils.psf.decode_psf_flags`) -> our named bit; bit 32
+(a fitted parameter at its bound) is the position reaching its 1-FWHM bound."""
 
 
 def _odd(value: float) -> int:
@@ -220,14 +227,21 @@ def build_epsf(data: np.ndarray, error: np.ndarray, mask: np.ndarray, stars_xy: 
 
 
 def epsf_fwhm(image: np.ndarray, oversampling: int) -> float:
-    """FWHM (stack pixels) of an oversampled PSF image from the area above half its peak.
+    """FWHM (stack pixels) of an oversampled PSF image from a fitted circular Moffat profile.
 
-    ``FWHM = 2 sqrt(A / pi)`` with ``A`` the area (in stack pixels) where the image exceeds
-    half its maximum: exact for a round profile, whatever its shape.
+    ``FWHM = 2 alpha sqrt(2^(1/beta) - 1)`` of :class:`astropy.modeling.models.Moffat2D`
+    (amplitude, centre, alpha and beta free) fitted to the whole image.
     """
     image = np.asarray(image, float)
-    area = np.count_nonzero(image > 0.5 * image.max()) / oversampling**2
-    return float(2.0 * np.sqrt(area / np.pi))
+    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    peak_y, peak_x = np.unravel_index(np.argmax(image), image.shape)
+    area = np.count_nonzero(image > 0.5 * image.max())
+    start = Moffat2D(amplitude=image.max(), x_0=peak_x, y_0=peak_y, gamma=max(2.0 * np.sqrt(area / np.pi), 1.0),
+                     alpha=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        fitted = LevMarLSQFitter()(start, xx, yy, image, maxiter=200)
+    return float(fitted.fwhm) / oversampling
 
 
 def psf_photometry(data: np.ndarray, error: np.ndarray, mask: np.ndarray, epsf: ImagePSF, xy: np.ndarray,
@@ -266,8 +280,8 @@ def psf_photometry(data: np.ndarray, error: np.ndarray, mask: np.ndarray, epsf: 
     table : astropy.table.Table
         ``x``, ``y``, ``ra``, ``dec``, ``flux`` (total, e-/s), ``flux_err``, ``snr``,
         ``mag_inst``, ``mag_err``, ``x_err``, ``y_err``, ``qfit``, ``cfit``,
-        ``reduced_chi2``, ``npix`` and ``flags`` (photutils PSF flags: 0 = clean; see
-        :data:`photutils.psf.PSF_FLAGS`), in the order of ``xy``.
+        ``reduced_chi2``, ``npix`` and ``flags`` (:class:`~potpyri_core.stages.sourcecat.SourceFlag`
+        bits translated from photutils' by :data:`PHOTUTILS_FLAG_MAP`), in the order of ``xy``.
     residual : ndarray (float32)
         ``data`` minus the fitted models.
     """
@@ -307,14 +321,22 @@ def psf_photometry(data: np.ndarray, error: np.ndarray, mask: np.ndarray, epsf: 
         "x_err": np.asarray(result["x_err"], float), "y_err": np.asarray(result["y_err"], float),
         "qfit": np.asarray(result["qfit"], float), "cfit": np.asarray(result["cfit"], float),
         "reduced_chi2": np.asarray(result["reduced_chi2"], float),
-        "npix": np.asarray(result["n_pixels_fit"], int), "flags": np.asarray(result["flags"], int),
+        "npix": np.asarray(result["n_pixels_fit"], int), "flags": translate_flags(np.asarray(result["flags"], int)),
     })
     return table, np.asarray(residual, np.float32)
 
 
+def translate_flags(photutils_flags: np.ndarray) -> np.ndarray:
+    """photutils PSF fit flags as :class:`~potpyri_core.stages.sourcecat.SourceFlag` bits."""
+    out = np.zeros(len(photutils_flags), int)
+    for bit, flag in PHOTUTILS_FLAG_MAP.items():
+        out |= np.where(photutils_flags & bit, int(flag), 0)
+    return out
+
+
 def psf_photometry_stack(data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS,
                          result: ApertureResult, snr_min: float = PSF_SNR_MIN,
-                         max_sources: int = PSF_MAX_SOURCES) -> ApertureResult:
+                         max_shift_fwhm: float = 0.3) -> ApertureResult:
     """Build the ePSF of a stack and PSF-fit its sources; fill the PSF fields of ``result``.
 
     Parameters
@@ -326,15 +348,17 @@ def psf_photometry_stack(data: np.ndarray, variance: np.ndarray, mask: np.ndarra
     result : ApertureResult
         Aperture photometry of the stack (positions, fluxes, FWHM, noise correlation).
     snr_min : float
-        Sources with an aperture S/N above this are fitted...
-    max_sources : int
-        ...at most this many, the brightest.
+        Sources with an aperture S/N above this are fitted (all of them).
+    max_shift_fwhm : float
+        A fit whose centre ends farther than this (in FWHM) from the aperture position is
+        flagged ``PSF_SHIFTED``: it fitted a neighbour or noise, not the source.
 
     Returns
     -------
     ApertureResult
-        ``result`` with ``psf_table`` (plus an ``ap_index`` column: the row of the aperture
-        table), ``psf_stars``, ``epsf_image``, ``epsf_oversampling`` and ``residual`` set;
+        ``result`` with ``psf_table`` (plus ``ap_index``, the row of the aperture table, and
+        ``shift``, the distance of the fit from the aperture position; the flags also carry
+        the aperture row's MASKED, SATURATED and CROWDED bits), ``psf_stars``, ``epsf_image``, ``epsf_oversampling`` and ``residual`` set;
         unchanged (PSF fields None) if the ePSF cannot be built (too few stars), which is
         logged.
     """
@@ -352,12 +376,17 @@ def psf_photometry_stack(data: np.ndarray, variance: np.ndarray, mask: np.ndarra
     stars.remove_column("index")
     snr = np.asarray(table["snr"], float)
     fit_rows = np.flatnonzero(snr > snr_min)
-    fit_rows = fit_rows[np.argsort(-np.asarray(table["flux"], float)[fit_rows])][:max_sources]
-    fit_rows.sort()
     psf_table, residual = psf_photometry(data, error, bad, epsf, xy_all[fit_rows], result.fwhm,
                                          flux_init=np.asarray(table["flux"], float)[fit_rows], wcs=wcs,
                                          noise_correlation=result.noise_correlation)
     psf_table["ap_index"] = fit_rows
+    psf_table["shift"] = np.hypot(np.asarray(psf_table["x"]) - xy_all[fit_rows, 0],
+                                  np.asarray(psf_table["y"]) - xy_all[fit_rows, 1])
+    inherited = np.asarray(table["flags"], int)[fit_rows] & int(SourceFlag.MASKED | SourceFlag.SATURATED
+                                                                  | SourceFlag.CROWDED)
+    moved = ~(np.asarray(psf_table["shift"]) <= max_shift_fwhm * result.fwhm)
+    psf_table["flags"] = (np.asarray(psf_table["flags"], int) | inherited
+                          | np.where(moved, int(SourceFlag.PSF_SHIFTED), 0))
     result.psf_table = psf_table
     result.psf_stars = stars
     result.epsf_image = np.asarray(epsf.data, np.float32)

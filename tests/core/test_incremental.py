@@ -54,7 +54,7 @@ def test_reruns_redo_only_what_changed(tmp_path):
     assert "calibrations" not in added and added["stack"] and added["photometry"]
 
     changed = run(params={"stack": {"snoise": 0.15}})
-    assert set(changed) == {"sort", "stack", "photometry"}
+    assert set(changed) == {"sort", "stack", "photometry", "qa"}
 
     forced = run(params={"stack": {"snoise": 0.15}}, force=True)
     assert len(forced["calibrations"]) == 2 and len(forced["frames"]) == 3 and forced["photometry"]
