@@ -23,8 +23,9 @@ from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from potpyri_core.simulate.truthcheck import TruthCheck, isolated_stars
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +85,26 @@ def test_no_cosmic_ray_residual_in_stack(night):
 
 
 def test_aperture_fluxes_match_truth(night):
-    ratio, pull, matched = night["check"].flux_ratio("APPPHOT")
+    ratio, _, matched = night["check"].flux_ratio("APPPHOT")
     assert matched > 100
     assert abs(ratio - 1.0) < 0.01, ratio
-    assert pull < 1.5, pull
+
+
+# Median |flux - true| / flux_err of N(0, 1) pulls is 0.674. Measured on this night (seed 7,
+# S/N > 50, isolated stars): 1.21 (apertures), 1.09 (PSF). Per S/N bin the photon errors hold
+# at S/N 20-50 (clipped pull RMS 1.15) but the fluxes are 0.3-0.5% low at every S/N (median
+# pull -0.4 to -3.6) with a ~0.5% scatter floor beyond the photon noise: a flux bias and a
+# systematic term, not the error propagation (see NOTES). Strict: passes -> remove the mark.
+PULL_XFAIL = pytest.mark.xfail(strict=True, reason="fluxes 0.3-0.5% low with a ~0.5% systematic floor: "
+                               "median |pull| 1.21 (aperture), 1.09 (PSF) instead of 0.674")
+
+
+@PULL_XFAIL
+@pytest.mark.parametrize("table", ["APPPHOT", "PSFPHOT"])
+def test_flux_pulls_are_standard_normal(night, table):
+    _, pull, matched = night["check"].flux_ratio(table)
+    assert matched > 100
+    assert abs(pull - 0.674) < 0.1, pull
 
 
 def test_saturated_stars_flagged(night):
@@ -201,10 +218,9 @@ def test_epsf_fwhm_matches_stack_fwhm(night):
 
 
 def test_psf_fluxes_match_truth(night):
-    ratio, pull, matched = night["check"].flux_ratio("PSFPHOT")
+    ratio, _, matched = night["check"].flux_ratio("PSFPHOT")
     assert matched > 100
     assert abs(ratio - 1.0) < 0.02, ratio
-    assert pull < 1.5, pull
     # PSF magnitudes carry the zero point like the aperture ones
     phot = Table(night["stack"]["PSFPHOT"][0])
     np.testing.assert_allclose(phot["mag"], phot["mag_inst"] + night["stack"]["SCI"][1]["ZPTMAG"], atol=1e-6)
