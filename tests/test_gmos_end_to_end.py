@@ -95,7 +95,8 @@ def test_aperture_fluxes_match_truth(night):
 # at S/N 20-50 (clipped pull RMS 1.15) but the fluxes are 0.3-0.5% low at every S/N (median
 # pull -0.4 to -3.6) with a ~0.5% scatter floor beyond the photon noise: a flux bias and a
 # systematic term, not the error propagation: on a synthetic stack with photon noise only the
-# same photometry gives 0.67-0.72 (tests/unit/test_photometry.py). Strict: passes -> remove the mark.
+# same photometry gives 0.73 (apertures) and 0.75 (PSF) (tests/unit/test_photometry.py).
+# Strict: passes -> remove the mark.
 PULL_XFAIL = pytest.mark.xfail(strict=True, reason="fluxes 0.3-0.5% low with a ~0.5% systematic floor: "
                                "median |pull| 1.21 (aperture), 1.09 (PSF) instead of 0.674")
 
