@@ -42,14 +42,14 @@ def test_cosmic_rays_are_flagged_and_stars_are_not():
     sky = 1000.0
     data = rng.poisson(sky + light) + rng.normal(0, 4.0, SHAPE)
     hits = np.zeros(SHAPE, bool)
-    for _ in range(80):  # single pixels and short tracks, 10-60 sigma above the sky
+    for _ in range(80):  # single pixels and short tracks, 5-19 sigma above the sky
         y, x = rng.integers(5, 695, 2)
         length = rng.integers(1, 5)
         hits[y, x:x + length] = True
-    data = np.where(hits, data + rng.uniform(300, 2000, SHAPE), data)
+    data = np.where(hits, data + rng.uniform(150, 600, SHAPE), data)
     frame = frame_of(data, sky + light + 16.0)
     crs = potpyri_mask_cosmic_rays(instrument=None, frame=frame, params=CosmicRayParams())
-    assert crs[hits].mean() > 0.95
+    assert crs[hits].mean() > 0.95  # measured 0.986 (at twice the threshold: 0.84)
     cores = np.zeros(SHAPE, bool)
     for x, y in zip(xs, ys, strict=True):
         cy, cx = round(y), round(x)

