@@ -154,11 +154,12 @@ def test_dead_flat_pixels_and_hot_bias_pixels_are_bad():
     flats = []
     for i in range(3):
         data = 20000.0 * flat_pattern() + rng.normal(0, 140, SHAPE)
-        data[20, 20] *= 0.2  # dead
+        data[20, 20] *= 0.35  # dead: below half the local level, above the unlit level (0.2)
+        data[30, 30] *= 1.8  # hot: above 1.5 times the local level
         flats.append(frame(data, 1.0, f"f{i}"))
     flat = build_master("flat", flats, 3, "flat_test")
     assert np.argwhere(bias.mask & Bit.BAD).tolist() == [[10, 10]]
-    assert np.argwhere(flat.mask & Bit.BAD).tolist() == [[20, 20]]
+    assert np.argwhere(flat.mask & Bit.BAD).tolist() == [[20, 20], [30, 30]]
 
 
 def test_too_few_frames_is_a_clear_error():
