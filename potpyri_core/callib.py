@@ -66,11 +66,24 @@ class CalibrationLibrary:
         return ensure_inside(self.cals_dir / f"m{kind}_{group}.fits", self.cals_dir)
 
     def groups(self, kind: str) -> dict[str, list[Any]]:
-        """Calibration frames of ``kind`` by group name."""
+        """Calibration frames of ``kind`` by group name (for flats, science frames of the
+        groups whose flat is a sky flat, see :meth:`is_sky_flat`)."""
         groups: dict[str, list[Any]] = defaultdict(list)
         for row in self.table[self.table["Type"] == kind.upper()]:
             groups[self.group_name(kind, row)].append(row)
+        if kind == "flat":
+            for row in self.table[self.table["Type"] == "SCIENCE"]:
+                name = self.group_name(kind, row)
+                if self.instrument.calibrations.flat_source == "sky" or (
+                        self.instrument.calibrations.sky_flat_fallback and not any(
+                            r["Type"] == "FLAT" for r in groups.get(name, []))):
+                    groups[name].append(row)
         return dict(groups)
+
+    @staticmethod
+    def is_sky_flat(rows: list[Any]) -> bool:
+        """Whether a flat group is made of science frames (a sky flat)."""
+        return bool(rows) and all(r["Type"] == "SCIENCE" for r in rows)
 
     def kinds(self, skip_flat: bool = False) -> list[str]:
         """Kinds the instrument needs, in build order."""

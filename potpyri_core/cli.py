@@ -113,6 +113,7 @@ def _param_default(step: str, name: str) -> str:
               " stage a plugin adds.")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Saved catalog (FITS/CSV/ECSV, VizieR or Gaia-archive columns) instead of a query; repeat.")
+@click.option("--force", is_flag=True, help="Redo every product, even those that are up to date.")
 @click.option("-p", "--param", "params", multiple=True, metavar="STEP.NAME=VALUE",
               help="Set a step parameter, e.g. -p cosmic_rays.sigclip=4.5 (repeat; see docs/plugins.md).")
 def reduce(instrument: str, data_path: Path, **kw) -> None:
@@ -138,6 +139,7 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
         **{k: v for k, v in given.items() if v is not None}, include_bad=kw["include_bad"],
         redo_sort=not kw["no_redo_sort"], skip_skysub=kw["skip_skysub"], skip_flatten=kw["skip_flatten"],
         skip_cr=kw["skip_cr"], skip_gaia=kw["skip_gaia"], catalogs=tuple(kw["catalogs"]), params=layer,
+        force=kw["force"],
     )
     try:
         pipeline = Pipeline(settings, data_path, options, pm)
@@ -169,7 +171,9 @@ def _option_params(kw: dict) -> list[str]:
 @click.argument("instrument")
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=1, show_default=True, help="Random seed (same seed, same night).")
-@click.option("--binning", default=2, show_default=True, help="On-chip binning (4 makes a small, fast night).")
+@click.option("--binning", default=None, type=int,
+              help="On-chip binning (default 2, NIR arrays 1; 4 makes a small, fast night).")
+@click.option("--n-darks", default=3, show_default=True)
 @click.option("--n-science", default=5, show_default=True)
 @click.option("--n-flats", default=3, show_default=True)
 @click.option("--n-bias", default=3, show_default=True)

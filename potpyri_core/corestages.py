@@ -34,6 +34,7 @@ from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
 from potpyri_core.stages import photometry, psfphot, resample
 from potpyri_core.stages.calibrate import MissingCalibrationError
+from potpyri_core.uptodate import card, is_current, signature, table_digest
 
 if TYPE_CHECKING:
     from potpyri_core.pipeline import Pipeline
@@ -44,7 +45,7 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
-                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT")
+                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
 
@@ -114,7 +115,7 @@ def run_sort(p: Pipeline) -> None:
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))
     if not opts.include_bad:
         for row in table[table["Type"] == "BAD"]:
-            p.record(str(row["File"]), False, 0.0, f"BAD, not reduced: {row['Reason']}")
+            p.record(str(row["File"]), True, 0.0, f"not reduced: {row['Reason']}", status="BAD")
     science = int(np.sum(p.table["Type"] == "SCIENCE"))
     if science == 0:
         wanted = f" of target {opts.target}" if opts.target else ""
@@ -135,12 +136,20 @@ def run_calibrations(p: Pipeline) -> None:
         for group, rows in lib.needed_groups(kind).items():
             start = time.perf_counter()
             item = f"m{kind}_{group}"
+            path = lib.master_path(kind, group)
             try:
+                earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
+                key = signature("calibration", kind, [md5sum(p.data_path / r["File"]) for r in rows],
+                                [card(m, "CALKEY") for r in rows[:1] for m in _available(lib, r, earlier).values()],
+                                p.params.calibration.model_dump(), lib.rule(kind).model_dump(),
+                                p.instrument.calibrations.min_frames)
+                if rows and is_current(path, "CALKEY", key, p.options.force):
+                    p.record(item, True, time.perf_counter() - start, "up to date")
+                    continue
                 ctx = p.job_context()
                 frames, notes = [], set()
                 for row in rows:
                     frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
-                    earlier = [k for k in lib.kinds() if lib.kinds().index(k) < lib.kinds().index(kind)]
                     found = _available(lib, row, earlier)
                     missing = sorted(set(earlier) - set(found))
                     if missing:
@@ -151,15 +160,19 @@ def run_calibrations(p: Pipeline) -> None:
                                                                      masters=masters, params=p.params.calibration)
                     frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
                     frames.append(frame)
-                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument, kind=kind, frames=frames,
+                sky_flat = kind == "flat" and lib.is_sky_flat(rows)
+                master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
+                                                             kind="skyflat" if sky_flat else kind, frames=frames,
                                                              group=group, params=p.params.calibration)
                 for i, row in enumerate(rows):
                     master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
                 master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
+                master.header["CALKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
                 if kind == "flat":
-                    master.header["FLATSRC"] = (p.instrument.calibrations.flat_source, "what the flat frames are")
-                atomic_write(master.to_hdul(), lib.master_path(kind, group))
-                p.made.add(lib.master_path(kind, group))
+                    source = "sky" if sky_flat else p.instrument.calibrations.flat_source
+                    master.header["FLATSRC"] = (source, "what the flat frames are (sky: the science frames)")
+                atomic_write(master.to_hdul(), path)
+                p.made.add(path)
                 for note in sorted(notes):
                     log.warning("calibrations %s: %s", item, note)
                 p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
@@ -180,8 +193,9 @@ def _available(lib: Any, row: Any, kinds: list[str]) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- frames
-def frame_job(ctx: JobContext, raw_path: Path, exptime: float, masters: dict[str, Path], out_path: Path) -> str:
-    """Assemble, calibrate and flag cosmic rays in one science frame."""
+def frame_job(ctx: JobContext, raw_path: Path, exptime: float, masters: dict[str, Path], out_path: Path,
+              key: str) -> str:
+    """Assemble, calibrate and flag cosmic rays in one science frame (signature ``key``)."""
     frame = load_raw(ctx, raw_path, exptime)
     loaded = {k: Frame.from_file(p) for k, p in masters.items()}
     frame = ctx.hooks.potpyri_apply_calibrations(instrument=ctx.instrument, frame=frame, masters=loaded,
@@ -195,6 +209,7 @@ def frame_job(ctx: JobContext, raw_path: Path, exptime: float, masters: dict[str
     centre = frame.wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
     frame.header["PNTRA"] = (float(centre.ra.deg), "frame centre from the raw header WCS (deg)")
     frame.header["PNTDEC"] = (float(centre.dec.deg), "frame centre from the raw header WCS (deg)")
+    frame.header["FRMKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     atomic_write(frame.to_hdul(), out_path)
     return ""
 
@@ -210,9 +225,15 @@ def run_frames(p: Pipeline) -> None:
         except MissingCalibrationError as exc:
             p.record(row["File"], False, 0.0, str(exc))
             continue
-        notes[Path(row["File"]).name] = "; ".join(earlier_master_note(p, path) for path in masters.values()
-                                                  if path not in p.made)
-        jobs.append((ctx, p.data_path / row["File"], float(row["Exp"]), masters, p.workspace_path(row["File"])))
+        raw, out = p.data_path / row["File"], p.workspace_path(row["File"])
+        key = signature("frames", md5sum(raw), float(row["Exp"]), {k: card(m, "CALKEY") for k, m in masters.items()},
+                        p.params.calibration.model_dump(), p.params.cosmic_rays.model_dump(),
+                        sorted(ctx.skipped))
+        if is_current(out, "FRMKEY", key, p.options.force):
+            p.record(raw.name, True, 0.0, "up to date")
+            continue
+        notes[raw.name] = "; ".join(earlier_master_note(p, path) for path in masters.values() if path not in p.made)
+        jobs.append((ctx, raw, float(row["Exp"]), masters, out, key))
     for name, ok, seconds, message in p.map(_timed(frame_job), jobs, "frames"):
         p.record(name, ok, seconds, "; ".join(m for m in (message, notes.get(name, "")) if m))
 
@@ -232,7 +253,7 @@ def earlier_master_note(p: Pipeline, path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- sky
-def sky_job(ctx: JobContext, paths: list[Path]) -> str:
+def sky_job(ctx: JobContext, paths: list[Path], key: str) -> str:
     """Subtract the sky shared by ``paths`` (one frame, or a dithered target) and flag trails."""
     frames = [Frame.from_file(path) for path in paths]
     if "potpyri_subtract_sky" not in ctx.skipped:
@@ -242,6 +263,7 @@ def sky_job(ctx: JobContext, paths: list[Path]) -> str:
         trail = ctx.hooks.potpyri_mask_satellites(instrument=ctx.instrument, frame=frame, params=ctx.params.satellites)
         frame.mask |= trail.astype(np.uint16) * np.uint16(Bit.SATELLITE)
         frame.header["NSATPIX"] = (int(trail.sum()), "pixels flagged as satellite trail")
+        frame.header["SKYKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
         atomic_write(frame.to_hdul(), path)
         messages.append(f"sky {frame.header.get('SKYLEVEL', 0.0):.0f} e-")
     return ", ".join(messages)
@@ -258,12 +280,20 @@ def run_sky(p: Pipeline) -> None:
             units.append(paths)
         else:
             units.extend([path] for path in paths)
-    for name, ok, seconds, message in p.map(_timed(sky_job), [(ctx, u) for u in units if u], "sky"):
+    jobs = []
+    for unit in units:
+        key = signature("sky", [card(path, "FRMKEY") for path in unit], p.params.sky.model_dump(),
+                        p.params.satellites.model_dump(), sorted(ctx.skipped))
+        if unit and all(is_current(path, "SKYKEY", key, p.options.force) for path in unit):
+            p.record(", ".join(path.name for path in unit), True, 0.0, "up to date")
+        elif unit:
+            jobs.append((ctx, unit, key))
+    for name, ok, seconds, message in p.map(_timed(sky_job), jobs, "sky"):
         p.record(name, ok, seconds, message)
 
 
 # ----------------------------------------------------------------------------- astrometry
-def astrometry_job(ctx: JobContext, path: Path, reference: Any) -> str:
+def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str:
     """Solve one frame's WCS against the reference catalog at the frame's epoch."""
     frame = Frame.from_file(path)
     mjd = float(frame.header.get("MJD-OBS", 51544.5))
@@ -272,14 +302,15 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any) -> str:
     solution = ctx.hooks.potpyri_solve_wcs(instrument=ctx.instrument, frame=frame, reference=at_obs,
                                            params=ctx.params.astrometry)
     header = frame.header
-    for key in list(header.keys()):
-        if key.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "CDELT", "CRPIX", "CRVAL",
+    for name in list(header.keys()):
+        if name.startswith(("CD1_", "CD2_", "PC1_", "PC2_", "A_", "B_", "AP_", "BP_", "CDELT", "CRPIX", "CRVAL",
                            "CTYPE", "CUNIT", "PV1_", "PV2_")):
-            del header[key]
+            del header[name]
     header.update(solution.wcs.to_header(relax=True))
     header["RADISP"] = (solution.rms_ra, "astrometric RMS in RA (arcsec)")
     header["DEDISP"] = (solution.rms_dec, "astrometric RMS in Dec (arcsec)")
     header["ASTNMAT"] = (solution.n_matched, "stars matched to the reference catalog")
+    header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     atomic_write(frame.to_hdul(), path)
     return f"{solution.n_matched} stars, rms {solution.rms_ra:.3f}/{solution.rms_dec:.3f}\""
 
@@ -296,8 +327,17 @@ def run_astrometry(p: Pipeline) -> None:
         p.record("all frames", False, 0.0, f"{exc}; header WCS kept")
         return
     ctx = p.job_context()
-    jobs = [(ctx, p.workspace_path(r["File"]), reference) for r in p.rows("SCIENCE")
-            if p.workspace_path(r["File"]).exists()]
+    catalog_key = table_digest(reference)
+    jobs = []
+    for path in (p.workspace_path(r["File"]) for r in p.rows("SCIENCE")):
+        if not path.exists():
+            continue
+        key = signature("astrometry", card(path, "SKYKEY") or card(path, "FRMKEY"), catalog_key,
+                        p.params.astrometry.model_dump())
+        if is_current(path, "ASTKEY", key, p.options.force):
+            p.record(path.name, True, 0.0, "up to date")
+        else:
+            jobs.append((ctx, path, reference, key))
     for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
         p.record(name, ok, seconds, message)
 
@@ -334,6 +374,14 @@ def run_stack(p: Pipeline) -> None:
             if not paths:
                 raise RuntimeError("no calibrated frames (frames stage failed or not run)")
             headers = [fits.getheader(path) for path in paths]
+            path = p.stack_path(group)
+            key = signature("stack", [h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY") for h in headers],
+                            p.params.resample.model_dump(), p.params.stack.model_dump(), p.options.fieldcenter,
+                            p.options.out_size)
+            if is_current(path, "STKKEY", key, p.options.force):
+                p.summary.stacks.append(path)
+                p.record(path.name, True, time.perf_counter() - start, "up to date")
+                continue
             grid, shape = output_grid(p, headers)
             ctx = p.job_context()
             resampled = p.map(resample_job, [(ctx, path, grid, shape) for path in paths], "resampling")
@@ -341,8 +389,8 @@ def run_stack(p: Pipeline) -> None:
             del resampled
             out.header = stack_header(p.instrument, grid, headers[0], group, headers)
             out.header["PHOTSTAT"] = ("pending", "photometry stage not (yet) run on this stack")
+            out.header["STKKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
             out.name = targtype
-            path = p.stack_path(group)
             prov = provenance_hdu(headers, p.instrument.model_dump(mode="json"), p.options.model_dump_json(),
                                   p.params.to_json(), p.plugins.versions())
             atomic_write(out.to_hdul([prov, fits.ImageHDU(out.meta["nframes"], name="NFRAMES")]), path)
@@ -363,15 +411,31 @@ def run_photometry(p: Pipeline) -> None:
         if not path.exists():
             p.record(targtype, False, 0.0, "no stack (stack stage failed or not run)")
             continue
+        key = signature("photometry", card(path, "STKKEY"), catalog_signature(catalog),
+                        p.params.photometry.model_dump(), p.instrument.zeropoint.model_dump())
+        if is_current(path, "PHOKEY", key, p.options.force) and card(path, "PHOTSTAT") == "done":
+            p.record(path.name, True, 0.0, "up to date")
+            continue
         try:
-            message = photometry_one(p, path, str(group[0]["Filter"]), catalog)
+            message = photometry_one(p, path, str(group[0]["Filter"]), catalog, key)
             p.record(path.name, True, time.perf_counter() - start, message)
         except Exception as exc:
             log.debug(traceback.format_exc())
             p.record(path.name, False, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
 
 
-def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
+def catalog_signature(catalog: Any) -> Any:
+    """What identifies the photometric catalog of a run: saved files by checksum, online
+    sources by field."""
+    if catalog is None:
+        return None
+    paths = getattr(catalog, "paths", None)
+    if paths is not None:
+        return [md5sum(Path(q)) for q in paths]
+    return [str(getattr(catalog, "center", "")), getattr(catalog, "radius", None)]
+
+
+def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -> str:
     """Measure one stack, calibrate it against ``catalog`` and rewrite it with the tables."""
     frame = Frame.from_file(path)
     with fits.open(path) as hdul:
@@ -379,8 +443,8 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
     scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
     params = p.params.photometry
     h = frame.header
-    for key in [k for k in h if k in STALE_PHOTOMETRY_CARDS or k.startswith("PSF")]:
-        del h[key]  # never keep a previous run's numbers beside this run's tables
+    for name in [k for k in h if k in STALE_PHOTOMETRY_CARDS or k.startswith("PSF")]:
+        del h[name]  # never keep a previous run's numbers beside this run's tables
     result = p.hooks.potpyri_photometry(instrument=p.instrument, stack=frame, params=params)
     h["FWHM"] = (result.fwhm, "median stellar FWHM (pixels)")
     h["SEEING"] = (result.fwhm * scale, "median stellar FWHM (arcsec)")
@@ -404,8 +468,8 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
         h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
         h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")
         h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
-        for key, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
-            h[key] = (value, f"{key[1:-5]}-sigma point-source limit (AB)")
+        for limit, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
+            h[limit] = (value, f"{limit[1:-5]}-sigma point-source limit (AB)")
         result.table["mag"] = result.table["mag_inst"] + zp["ZPTMAG"]
         if getattr(result, "psf_table", None) is not None:
             result.psf_table["mag"] = result.psf_table["mag_inst"] + zp["ZPTMAG"]
@@ -418,6 +482,7 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any) -> str:
     else:
         message += ", no PSF photometry"
     h["PHOTSTAT"] = ("done" if not problem else "no zero point", "photometry stage outcome")
+    h["PHOKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     atomic_write(frame.to_hdul([*extras, table_hdu, *psf_hdus]), path)
     if problem:
         raise RuntimeError(f"{message}; {problem}")

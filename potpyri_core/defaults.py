@@ -57,8 +57,11 @@ def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: P
 @hookimpl(trylast=True)
 def potpyri_build_calibration(instrument: InstrumentSettings, kind: str, frames: list[Frame], group: str,
                               params: CalibrationParams) -> Frame:
-    """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat."""
-    from potpyri_core.stages import calibrate
+    """Default: sigma-clipped mean; flats normalised, bad pixels from bias and flat; sky flats
+    from the science frames with their sources masked (two passes)."""
+    from potpyri_core.stages import calibrate, skyflat
+    if kind == "skyflat":
+        return skyflat.build_sky_flat(frames, instrument.calibrations.min_frames, group, params)
     return calibrate.build_master(kind, frames, instrument.calibrations.min_frames, group, params)
 
 
@@ -155,8 +158,12 @@ def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table,
 
 @hookimpl(trylast=True)
 def potpyri_pack_raw(instrument: InstrumentSettings, exposure: Any, binning: int) -> fits.HDUList:
-    """Default: amplifiers cut from the focal-plane grid as the settings describe."""
+    """Default: amplifiers cut from the focal-plane grid as the settings describe (NIR arrays:
+    coadds, reference pixels and output channels, :mod:`potpyri_core.simulate.nir`)."""
+    from potpyri_core.simulate import nir
     from potpyri_core.stages import rawformat
     seed = zlib.crc32(f"{exposure.kind}-{exposure.index}-{exposure.config.seed}".encode())
     rng = np.random.default_rng(seed)
+    if instrument.band == "nir":
+        return nir.pack_coadds(instrument, exposure, binning, rng)
     return rawformat.pack(instrument, exposure, binning, rng)

@@ -117,8 +117,9 @@ def potpyri_assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: P
 def potpyri_build_calibration(
     instrument: InstrumentSettings, kind: str, frames: list[Frame], group: str, params: CalibrationParams
 ) -> Frame | None:
-    """Combine assembled frames of one calibration group (``bias``, ``dark``, ``flat``) into a
-    master. Flat and dark frames arrive bias-subtracted (flats also dark-subtracted) when
+    """Combine assembled frames of one calibration group (``bias``, ``dark``, ``flat``, or
+    ``skyflat``: a flat from the night's science frames of one filter, whose sources must be
+    masked) into a master. Flat and dark frames arrive bias-subtracted (flats also dark-subtracted) when
     those masters exist; ``group`` names the group in messages. Raise
     :class:`~potpyri_core.stages.calibrate.MissingCalibrationError` when there are too few."""
 

@@ -45,5 +45,7 @@ class RunOptions(BaseModel):
     """Run only these stages (None: every stage, plugins' included)."""
     catalogs: tuple[Path, ...] = ()
     """Saved catalog files used instead of online queries."""
+    force: bool = False
+    """Redo every product, even those whose inputs, parameters and code are unchanged."""
     params: dict[str, dict[str, Any]] = {}
     """Step parameter overrides (``-p step.name=value``), over the instrument's."""

@@ -41,6 +41,9 @@ class CalibrationParams(StepParams):
     """Master-bias pixels further than this many robust sigma from the level are BAD."""
     bias_hot_floor_e: float = Field(default=20.0, ge=0)
     """... and further than this many electrons."""
+    sky_flat_source_sigma: float = Field(default=3.0, gt=0)
+    """Sky flats: pixels of sources above this S/N in a frame divided by the first-pass flat
+    are left out of the second pass."""
 
 
 class CosmicRayParams(StepParams):

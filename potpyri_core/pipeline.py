@@ -62,6 +62,11 @@ class StageResult:
     ok: bool
     seconds: float
     message: str = ""
+    status: str = ""
+    """What the summary shows: ``ok``, ``FAILED``, or e.g. ``BAD`` for a frame set aside."""
+
+    def __post_init__(self) -> None:
+        self.status = self.status or ("ok" if self.ok else "FAILED")
 
 
 @dataclass
@@ -81,8 +86,7 @@ class RunSummary:
         """Human-readable summary."""
         lines = [f"{'stage':<13}{'item':<44}{'status':<8}{'seconds':>8}  message"]
         for r in self.results:
-            status = "ok" if r.ok else "FAILED"
-            lines.append(f"{r.stage:<13}{r.item[:43]:<44}{status:<8}{r.seconds:8.1f}  {r.message}")
+            lines.append(f"{r.stage:<13}{r.item[:43]:<44}{r.status:<8}{r.seconds:8.1f}  {r.message}")
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
         return "\n".join(lines)
 
@@ -156,10 +160,13 @@ class Pipeline:
         return JobContext(self.instrument, self.params, self.plugins.spec,
                           frozenset(self.stage.skipped_hooks(self.options)))
 
-    def record(self, item: str, ok: bool, seconds: float, message: str = "") -> None:
-        """Record the outcome of one unit of work of the current stage."""
-        self.summary.results.append(StageResult(self.stage.name, item, ok, seconds, message))
-        (log.info if ok else log.error)("%s %s: %s %s", self.stage.name, item, "ok" if ok else "FAILED", message)
+    def record(self, item: str, ok: bool, seconds: float, message: str = "", status: str = "") -> None:
+        """Record the outcome of one unit of work of the current stage (``status`` other than
+        ok/FAILED, e.g. ``BAD``, is logged as a warning)."""
+        result = StageResult(self.stage.name, item, ok, seconds, message, status)
+        self.summary.results.append(result)
+        level = logging.ERROR if not ok else logging.WARNING if result.status != "ok" else logging.INFO
+        log.log(level, "%s %s: %s %s", self.stage.name, item, result.status, message)
 
     def map(self, func: Any, jobs: list, what: str = "") -> list:
         """Run ``func`` on every job (in ``--proc`` processes), logging progress as jobs end;

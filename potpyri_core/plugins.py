@@ -284,16 +284,16 @@ class PluginManager:
         installed = ", ".join(sorted(self.instruments())) or "none"
         message = f"unknown instrument {name!r}; installed: {installed}."
         index = plugin_index()
+        loaded = {d for d, _ in self._dists.values()}
         for dist, names in index.items():
             if wanted in names["instruments"] + names["aliases"]:
-                if _dist_version(dist) == "dev":
+                if dist not in loaded:
                     message += f" {name} is provided by the {dist} plugin: pip install {dist}"
                 else:
                     message += f" {dist} is installed but does not provide {name}: see the plugin problems below"
                 break
         else:
-            rest = ", ".join(f"{d} ({', '.join(n['instruments'])})" for d, n in index.items()
-                             if _dist_version(d) == "dev")
+            rest = ", ".join(f"{d} ({', '.join(n['instruments'])})" for d, n in index.items() if d not in loaded)
             if rest:
                 message += f" Plugins for other instruments: {rest}."
         if self.problems:

@@ -194,6 +194,9 @@ class Amplifier(StrictModel):
     """Overscan/reference pixels in the raw extension (1x1); None: header BIASSEC or none."""
     detsec: str | None = None
     """Place in the detector mosaic without gaps (1x1, may be reversed); None: header DETSEC."""
+    readout_start_rows: int = Field(default=0, ge=0)
+    """Raw data rows (as read, at any binning) at the start of each readout whose level does
+    not follow the overscan; flagged BAD at assembly."""
 
     def applies_to(self, header: Any) -> bool:
         """Return True when this amplifier is part of a frame with ``header``."""
@@ -214,8 +217,11 @@ class Detector(StrictModel):
     sections_from_header: bool = True
     """Use the DATASEC/BIASSEC/DETSEC keywords of each extension when present (binned
     pixels); the settings' sections (1x1, scaled by the binning) are the fallback."""
-    ccd_gaps: list[float] = []
-    """Gap (unbinned pixels) inserted in x between consecutive CCDs of the mosaic."""
+    ccd_offsets: list[tuple[float, float]] = []
+    """Per CCD (``Amplifier.ccd`` index): ``(x, y)`` offset in unbinned pixels of the CCD from
+    its place in the gapless DETSEC mosaic (chip gaps and vertical shifts, e.g. from the
+    observatory's geometry tables). Mosaic positions are rounded to whole binned pixels
+    (half up); CCDs not listed have no offset."""
     saturation_adu: float = Field(gt=0)
     """Raw level (ADU) at which pixels are SATURATED (the header's ``keywords.saturate`` wins)."""
     nonlinear_adu: float | None = None
@@ -234,6 +240,17 @@ class Detector(StrictModel):
     for the nearest number of reads in the header is used over the amplifier value."""
     reads_keyword: str | None = None
     """Header keyword giving the number of reads, for ``readnoise_by_reads``."""
+    coadds_keyword: str | None = None
+    """Header keyword with the number of coadds summed into the frame (e.g. COADDONE): the
+    read noise is multiplied by its square root, the saturation and non-linearity levels by
+    it (each coadd saturates on its own)."""
+    output_channels: int = Field(default=1, ge=1)
+    """Equal-width column channels each amplifier is read out through (H2RG: 32); with
+    ``reference_rows``, the reference-pixel level is taken per channel."""
+    nonlinearity: list[float] = []
+    """Published non-linearity correction: coefficients ``c2, c3, ...`` of
+    ``true = raw (1 + c2 raw + c3 raw^2 ...)`` (raw in ADU per coadd above the reference
+    level); empty: no correction."""
 
     @model_validator(mode="after")
     def _reads(self) -> Detector:
@@ -290,6 +307,9 @@ class Calibrations(StrictModel):
     min_frames: int = Field(default=3, ge=1)
     rules: dict[Literal["bias", "dark", "flat"], CalibrationRule] = Field(default_factory=_default_rules)
     """Grouping and matching rule per kind; kinds not given keep the default rule."""
+    sky_flat_fallback: bool = False
+    """When a filter has no FLAT frames, build its flat from the night's science frames of
+    that filter (an object-masked sky flat; ``flat_source = "sky"`` always does)."""
 
     @field_validator("rules", mode="after")
     @classmethod
@@ -298,6 +318,96 @@ class Calibrations(StrictModel):
 
 
 HeaderValue = str | float | int | bool
+
+
+class GeometryCCD(StrictModel):
+    """One CCD of the simulator's own description of the published focal-plane geometry."""
+
+    name: str
+    shape: tuple[int, int]
+    """``(nx, ny)`` unbinned pixels."""
+    detsec_origin: tuple[int, int]
+    """0-based ``(x, y)`` of the CCD's first pixel in the gapless DETSEC mosaic the
+    raw headers use (e.g. ``(2048, 0)`` for the second of three 2048-px CCDs)."""
+    shift: tuple[float, float] = (0.0, 0.0)
+    """Centre of the CCD minus the centre of the reference CCD in unbinned pixels: the
+    published centre-to-centre offset (DRAGONS convention)."""
+    rotation_deg: float = 0.0
+    """Published rotation about the CCD centre (counter-clockwise). The simulator does not
+    render rotations and refuses one that moves a pixel by more than 0.25 binned px."""
+
+
+class GeometryBinning(StrictModel):
+    """Raw extension layout at one binning, in binned columns."""
+
+    prescan: int = Field(default=0, ge=0)
+    """Columns before the data (after the overscan when ``overscan_first``)."""
+    overscan: int = Field(default=0, ge=0)
+    rows_before: int = Field(default=0, ge=0)
+    """Raw rows below the data rows (not read from the light-sensitive area the amplifier
+    covers, e.g. the unilluminated rows a pre-processed frame keeps)."""
+    rows_after: int = Field(default=0, ge=0)
+    """Raw rows above the data rows."""
+
+
+class GeometryAmplifier(StrictModel):
+    """How one amplifier reads its part of a CCD into its raw extension (simulator side)."""
+
+    hdu: int | str
+    ccd: int = Field(ge=0)
+    columns: tuple[int, int]
+    """First and last CCD column (1-based, unbinned) the amplifier reads."""
+    rows: tuple[int, int]
+    """First and last CCD row (1-based, unbinned)."""
+    flip_x: bool = False
+    """Raw columns run from the highest CCD column to the lowest (DETSEC written reversed)."""
+    flip_y: bool = False
+    """Raw rows run from the highest CCD row to the lowest (DETSEC written reversed)."""
+    overscan_first: bool = False
+    """Overscan columns come before the data columns in the raw extension."""
+    gain: float = Field(gt=0)
+    readnoise: float = Field(ge=0)
+    bias_adu: float
+    """Bias level (ADU) of this amplifier."""
+    when: dict[str, str] = {}
+    """Header patterns that select this amplifier (as ``Amplifier.when``)."""
+    cards: dict[str, HeaderValue] = {}
+    """Extra cards of this amplifier's extension (EXTNAME, AMPNAME, ...)."""
+    layout: dict[int, GeometryBinning] = {}
+    """This amplifier's raw layout per binning when it differs from the geometry's
+    ``binnings`` (e.g. the two sides of a camera with the unread columns on opposite sides)."""
+
+
+class SimulationGeometry(StrictModel):
+    """The simulator's own description of the published detector geometry.
+
+    Read only by :mod:`potpyri_core.simulate.geometry` (never by the reduction), so that a
+    wrong gap, flip or section in the reduction's settings does not cancel out in a simulated
+    night; ``tests/optical/test_geometry.py`` compares the two descriptions.
+    """
+
+    source: str
+    """Where the numbers come from (document, table, header)."""
+    reference_ccd: int = 0
+    """CCD whose centre the ``shift`` of every CCD is measured from."""
+    ccds: list[GeometryCCD] = Field(min_length=1)
+    amplifiers: list[GeometryAmplifier] = Field(min_length=1)
+    binnings: dict[int, GeometryBinning]
+    """Binnings with published raw layouts; others cannot be simulated."""
+    section_cards: list[Literal["DATASEC", "BIASSEC", "DETSEC", "CCDSEC"]] = ["DATASEC", "BIASSEC", "DETSEC"]
+    """Section keywords the real raw extensions carry."""
+    binning_format: str = "{b} {b}"
+    """How the raw files write the binning keyword (``b``: the binning), e.g. ``"{b},{b}"``."""
+
+    @model_validator(mode="after")
+    def _ccds_exist(self) -> SimulationGeometry:
+        for amp in self.amplifiers:
+            if amp.ccd >= len(self.ccds):
+                raise ValueError(f"amplifier {amp.hdu}: ccd {amp.ccd} is not in ccds (0..{len(self.ccds) - 1})")
+            if set(amp.layout) - set(self.binnings):
+                raise ValueError(f"amplifier {amp.hdu}: layout for binnings {sorted(set(amp.layout) - set(self.binnings))} "
+                                 f"not in binnings {sorted(self.binnings)}")
+        return self
 
 
 class SimulationFormat(StrictModel):
@@ -316,8 +426,13 @@ class SimulationFormat(StrictModel):
     filter_names: dict[str, str] = {}
     """Band -> raw filter name written to the first filter keyword (e.g. r -> r_G0303)."""
     bias_level_adu: float = 1000.0
+    data_cube: bool = False
+    """Write the pixels as a cube of one read ``(1, ny, nx)``, as some NIR archives do (F2)."""
     file_name: str = "{kind}{number:04d}.fits"
     """Raw file name pattern; fields ``kind``, ``number``, ``date`` (YYYYMMDD)."""
+    geometry: SimulationGeometry | None = None
+    """The published geometry the simulator packs raw frames with; without it the frames
+    are cut as the reduction's own settings describe (no independent check of them)."""
 
 
 class InstrumentSettings(StrictModel):

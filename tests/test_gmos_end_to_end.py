@@ -264,7 +264,7 @@ def test_photometry_rerun_replaces_psf_products(night):
     """Re-running the photometry stage rewrites the photometry extensions, never duplicates them."""
     root = night["root"]
     first = night["pipeline"]
-    options = first.options.model_copy(update={"stages": ("photometry",)})
+    options = first.options.model_copy(update={"stages": ("photometry",), "force": True})
     summary = Pipeline(first.instrument, root, options, first.plugins).run()
     assert not summary.failures, summary.table()
     (path,) = (root / "red").glob("*.stk.fits")

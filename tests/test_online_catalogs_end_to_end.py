@@ -107,7 +107,7 @@ def rerun(night):
     """Astrometry + photometry again, with the cache of the first run in place."""
     server = night["server"]
     before = server.n_requests
-    options = RunOptions(proc=2, stages=("astrometry", "photometry"), redo_sort=False)
+    options = RunOptions(proc=2, stages=("astrometry", "photometry"), redo_sort=False, force=True)
     summary = Pipeline(night["gmos"], night["root"], options, night["pm"]).run()
     return {"summary": summary, "new_requests": server.requests[before:]}
 

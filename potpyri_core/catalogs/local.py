@@ -38,6 +38,7 @@ class LocalCatalog:
     name = "local"
 
     def __init__(self, paths: list[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
         self.tables = [read_catalog_file(p) for p in paths]
 
     @property

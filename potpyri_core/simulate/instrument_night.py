@@ -11,6 +11,7 @@ from astropy.time import Time
 
 from potpyri_core.plugins import PluginManager
 from potpyri_core.settings import InstrumentSettings
+from potpyri_core.simulate import geometry
 from potpyri_core.simulate.night import simulate_night
 from potpyri_core.simulate.rawwrite import with_compression
 from potpyri_core.simulate.scene import SceneConfig
@@ -18,12 +19,22 @@ from potpyri_core.stages.rawformat import mosaic_shape, placements
 
 # Typical zero points (mag for 1 e-/s) and dark-sky brightness of an 8-m class telescope.
 BAND_ZEROPOINT = {"u": 26.8, "g": 28.3, "r": 28.2, "i": 27.9, "z": 27.3, "J": 27.0, "H": 27.1, "K": 26.6}
-BAND_SKY = {"u": 22.4, "g": 22.0, "r": 21.0, "i": 20.2, "z": 19.0, "J": 16.5, "H": 14.4, "K": 13.0}
+NIR_SCENE = {"sky_variation": 0.04, "sky_structure": 0.01, "hot_pixel_fraction": 2e-4, "dark_e_per_s": 0.05,
+             "mag_bright": 12.0, "count_slope": 0.2, "star_density_per_arcmin2": 200.0}
+"""Near-infrared nights: the sky level changes by ~4% between frames with a gradient and a
+pattern fixed on the detector; hot pixels; bright stars for 2MASS; flatter counts and a
+denser (low-latitude) field so a cut-down detector has enough reference stars."""
+BAND_SKY = {"u": 22.4, "g": 22.0, "r": 21.0, "i": 20.2, "z": 19.0, "J": 16.4, "H": 15.8, "K": 14.9}
+"""Sky (AB mag/arcsec^2); J/H/K: the Mauna Kea / Cerro Pachon near-IR sky, about 15.5, 14.4 and
+13.0 Vega, plus the 2MASS AB offsets."""
 
 
 def focal_plane(instrument: InstrumentSettings, binning: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-    """Mosaic shape ``(ny, nx)`` and the column ranges that are chip gaps, at ``binning``."""
+    """Mosaic shape ``(ny, nx)`` and the column ranges that are chip gaps, at ``binning``:
+    from the published geometry (``simulation.geometry``) when the settings have one."""
     header = dict(instrument.simulation.primary) if instrument.simulation else {}
+    if instrument.simulation is not None and instrument.simulation.geometry is not None:
+        return geometry.focal_plane(geometry.amplifier_placements(instrument.simulation.geometry, header, binning))
     places = placements(instrument, header, {}, (binning, binning))
     ny, nx = mosaic_shape(places)
     covered = np.zeros(nx, bool)
@@ -45,23 +56,28 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
     """A scene for ``instrument``: its geometry, pixel scale and saturation, plus overrides."""
     shape, gaps = focal_plane(instrument, binning)
     band = overrides.get("band", "r")
-    min_gain = min(a.gain for a in instrument.detector.amplifiers)
-    bias = instrument.simulation.bias_level_adu if instrument.simulation else 0.0
+    sim = instrument.simulation
+    amps = sim.geometry.amplifiers if sim is not None and sim.geometry is not None else instrument.detector.amplifiers
+    min_gain = min(a.gain for a in amps)
+    bias = max(getattr(a, "bias_adu", sim.bias_level_adu if sim else 0.0) for a in amps)
     values: dict[str, Any] = {
         "shape": shape, "gap_columns": gaps, "pixel_scale": instrument.pixel_scale * binning, "ra": 150.1, "dec": 2.2,
         "zeropoint": BAND_ZEROPOINT.get(band, 28.0), "sky_mag_per_arcsec2": BAND_SKY.get(band, 21.0),
         "saturation_e": (instrument.detector.saturation_adu - 1.3 * bias) * min_gain, "nir": instrument.band == "nir",
         "pixel_size_um": 15.0 * binning,
-        "read_noise_e": float(np.median([a.readnoise for a in instrument.detector.amplifiers])),
+        "read_noise_e": float(np.median([a.readnoise for a in amps])),
     }
+    if instrument.band == "nir":
+        values.update(NIR_SCENE)
     values.update(overrides)
     return SceneConfig(**values)
 
 
 def simulate_instrument_night(
-    pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int = 2,
+    pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int | None = None,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8, compression: str | None = None,
+    fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
+    dec: float = 2.2, n_darks: int = 3,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
 
@@ -76,6 +92,17 @@ def simulate_instrument_night(
     compression : str, optional
         ``"none"``, ``"gz"`` or ``"bz2"``; None writes the archive's compression (the
         suffix of the instrument's ``simulation.file_name``).
+    dec : float
+        Declination of the field (deg).
+    window : tuple of int, optional
+        Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does;
+        needs ``simulation.geometry``.
+    binning : int, optional
+        On-chip binning; default 2 for optical, 1 for NIR arrays (which do not bin).
+    n_flats, n_bias, n_darks : int
+        Calibration frames, for the kinds the instrument needs (``calibrations.needed``);
+        no flat frames when its flats are (or may be) sky flats (``flat_source = "sky"``,
+        ``sky_flat_fallback``).
 
     Returns
     -------
@@ -84,8 +111,18 @@ def simulate_instrument_night(
     """
     if instrument.simulation is None:
         raise ValueError(f"{instrument.name} has no simulation format: it cannot be simulated yet")
-    cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, n_flats=n_flats, n_bias=n_bias,
-                       band=band, exptime=exptime, fwhm_arcsec=fwhm)
+    binning = binning or (1 if instrument.band == "nir" else 2)
+    needed, cal = set(instrument.calibrations.needed), instrument.calibrations
+    counts = {"n_bias": n_bias if "bias" in needed else 0, "n_darks": n_darks if "dark" in needed else 0,
+              "n_flats": n_flats if "flat" in needed and cal.flat_source != "sky" and not cal.sky_flat_fallback else 0}
+    if window is not None:
+        if instrument.simulation.geometry is None:
+            raise ValueError(f"{instrument.name}: a readout window needs simulation.geometry")
+        sim = instrument.simulation.model_copy(
+            update={"geometry": geometry.windowed(instrument.simulation.geometry, window)})
+        instrument = instrument.model_copy(update={"simulation": sim})
+    cfg = scene_config(instrument, binning, seed=seed, n_science=n_science, band=band, exptime=exptime,
+                       fwhm_arcsec=fwhm, dec=dec, **counts)
     sim = instrument.simulation
     counters: dict[str, int] = {}
 
@@ -100,4 +137,8 @@ def simulate_instrument_night(
     def pack(exposure: Any):
         return hooks.potpyri_pack_raw(instrument=instrument, exposure=exposure, binning=binning)
 
-    return simulate_night(cfg, Path(outdir), pack, name_for)
+    extra = {}
+    if instrument.simulation.geometry is not None:
+        places = geometry.amplifier_placements(instrument.simulation.geometry, dict(sim.primary), binning)
+        extra["ccd_regions"] = {str(k): v for k, v in geometry.ccd_regions(places).items()}
+    return simulate_night(cfg, Path(outdir), pack, name_for, extra_truth=extra)

@@ -59,7 +59,8 @@ def _mask_hdu(mask: np.ndarray, name: str) -> fits.CompImageHDU:
 
 def simulate_night(cfg: SceneConfig, outdir: str | Path,
                    pack: Callable[[Exposure], fits.HDUList],
-                   name_for: Callable[[Exposure], str]) -> dict[str, Path | list[Path] | dict]:
+                   name_for: Callable[[Exposure], str],
+                   extra_truth: dict | None = None) -> dict[str, Path | list[Path] | dict]:
     """Render, pack and write all exposures of a night plus the truth.
 
     Exposures are rendered one at a time in the order biases, darks, flats,
@@ -78,6 +79,8 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
         instrument format.
     name_for : callable
         ``name_for(exposure) -> str`` giving the raw file name.
+    extra_truth : dict, optional
+        More entries for ``truth.json`` (e.g. ``ccd_regions`` of the simulated geometry).
 
     Returns
     -------
@@ -169,6 +172,7 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
                      "dead_column_response": DEAD_COLUMN_RESPONSE,
                      "hot_columns_e": {str(k): v for k, v in det.hot_columns.items()},
                      "gap_columns": [list(g) for g in cfg.gap_columns]},
+        **(extra_truth or {}),
         "frames": frames,
         "saturated_star_ids": sorted(saturated),
         "files": {k: (str(v) if isinstance(v, Path) else None) for k, v in paths.items()

@@ -33,7 +33,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, Sip
 from scipy.signal import fftconvolve
 
-from . import artifacts
+from . import artifacts, nir
 from .flatfield import flat_pattern
 
 #: Sub-pixel phases per pixel in the PSF bank (and sub-samples per pixel).
@@ -82,6 +82,11 @@ class SceneConfig:
     sky_variation : float
         Fractional frame-to-frame rms of the sky level and amplitude of a
         linear sky gradient across the grid (science frames).
+    sky_structure : float
+        RMS (fraction of the sky) of a sky pattern fixed on the detector
+        (:func:`potpyri_core.simulate.nir.sky_pattern`), science frames.
+    hot_pixel_fraction : float
+        Fraction of pixels with a high dark current (darks and science).
 
     Notes
     -----
@@ -125,6 +130,8 @@ class SceneConfig:
     n_hot_columns: int = 2
     nir: bool = False
     sky_variation: float = 0.0
+    sky_structure: float = 0.0
+    hot_pixel_fraction: float = 0.0
     saturation_e: float | None = None
     read_noise_e: float = 4.0
     epoch: float = 2026.0
@@ -787,6 +794,8 @@ def render_exposure(cfg: SceneConfig, kind: str, index: int, truth: Table | None
         return exp
 
     model += cfg.dark_e_per_s * exptime
+    if cfg.hot_pixel_fraction > 0:
+        model += nir.hot_pixels(cfg.shape, cfg.seed, cfg.hot_pixel_fraction) * exptime
     if kind == "flat":
         level = cfg.flat_level_e * rng.uniform(0.7, 1.3)
         yy, xx = _norm_coords(cfg)
@@ -805,7 +814,7 @@ def render_exposure(cfg: SceneConfig, kind: str, index: int, truth: Table | None
             sky *= max(1.0 + cfg.sky_variation * rng.standard_normal(), 0.3)
             yy, xx = _norm_coords(cfg)
             gx, gy = rng.uniform(-1, 1, 2) * cfg.sky_variation
-            light += sky * (1.0 + gx * xx + gy * yy)
+            light += sky * (1.0 + gx * xx + gy * yy + cfg.sky_structure * nir.sky_pattern(cfg.shape, cfg.seed))
         else:
             light += sky
         exp.sky_e_per_pix = float(sky)

@@ -119,6 +119,31 @@ class TruthCheck:
         dra, ddec = measured[ok].spherical_offsets_to(true[idx[ok]])
         return math.sqrt(float(np.mean(dra.arcsec**2 + ddec.arcsec**2))), int(ok.sum())
 
+    def chip_offsets(self, table: str = "APPPHOT", snr_min: float = 20.0, margin_px: int = 10
+                     ) -> dict[str, tuple[float, float, int]]:
+        """Per CCD of the simulated geometry: mean stack-minus-true offset (east, north; arcsec)
+        of isolated stars that fall on that CCD (``margin_px`` inside it) in every science
+        frame, and how many. Empty when the night has no ``ccd_regions`` in its truth."""
+        regions = self.truth.get("ccd_regions")
+        if not regions:
+            return {}
+        phot = Table(self.stack[table][0])
+        good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
+        stars = isolated_stars(self.catalog)
+        measured = SkyCoord(good["ra"], good["dec"], unit="deg")
+        true = SkyCoord(stars["ra"], stars["dec"], unit="deg")
+        idx, sep, _ = measured.match_to_catalog_sky(true)
+        ok = sep.arcsec < 0.5
+        measured, true = measured[ok], true[idx[ok]]
+        on = {ccd: np.ones(len(true), bool) for ccd in regions}
+        for frame in self.science:
+            x, y = self.true_wcs(frame).world_to_pixel(true)
+            for ccd, (x0, x1, y0, y1) in regions.items():
+                on[ccd] &= (x >= x0 + margin_px) & (x < x1 - margin_px) & (y >= y0 + margin_px) & (y < y1 - margin_px)
+        dra, ddec = measured.spherical_offsets_to(true)
+        return {ccd: (float(-np.mean(dra.arcsec[sel])), float(-np.mean(ddec.arcsec[sel])), int(sel.sum()))
+                for ccd, sel in on.items() if sel.any()}
+
     def zero_point_error(self) -> float:
         """ZPTMAG minus the true zero point (mag)."""
         return float(self.header["ZPTMAG"] - self.truth["zeropoint"])
@@ -257,6 +282,8 @@ class TruthCheck:
         rms, n_astro = self.astrometric_rms()
         return {
             "astrometric RMS of isolated stack stars (arcsec)": (round(rms, 4), n_astro),
+            "stack - true offset per CCD (east, north arcsec, n)": {
+                k: (round(v[0], 4), round(v[1], 4), v[2]) for k, v in self.chip_offsets().items()},
             "ZPTMAG - true zero point (mag)": round(self.zero_point_error(), 4),
             "M5SIGMA, truth-based 5-sigma limit (mag)": (round(self.header["M5SIGMA"], 3), round(self.m5_truth(), 3)),
             "CR pixel recall per frame": {k: round(v, 4) for k, v in self.cosmic_ray_recall().items()},

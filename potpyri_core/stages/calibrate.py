@@ -100,8 +100,8 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str,
     cube = np.stack([f.data for f in frames])
     if kind == "flat":
         good = nodata == 0
-        for plane in cube:
-            plane /= np.median(plane[good])
+        for plane in cube:  # NaN: pixels left out of a frame (sources of a sky flat)
+            plane /= np.nanmedian(plane[good])
     elif kind == "dark":
         cube /= np.array([f.meta["exptime"] for f in frames], dtype=np.float32)[:, None, None]
     mean, var = clipped_mean(cube, params.clip_sigma, params.clip_iterations)

@@ -8,7 +8,7 @@ simulator and the reduction cannot disagree about where a pixel goes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from astropy.wcs import WCS
 from potpyri_core.frames import NO_AMP, AmpFacts, Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.settings import Amplifier, InstrumentSettings, parse_section
+from potpyri_core.stages import nir
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,11 @@ def placements(
     amps = [a for a in det.amplifiers if a.applies_to(header)]
     if not amps:
         raise ValueError(f"no amplifier of {instrument.name} applies to this frame (check Amplifier.when)")
-    gaps = np.concatenate([[0.0], np.cumsum(det.ccd_gaps)]) if det.ccd_gaps else np.zeros(1)
+    offsets = {ccd: tuple(off) for ccd, off in enumerate(det.ccd_offsets)}
+    used = [offsets.get(a.ccd, (0.0, 0.0)) for a in amps]
+    min_x, min_y = min(o[0] for o in used), min(o[1] for o in used)
     out = []
-    for amp in amps:
+    for amp, offset in zip(amps, used, strict=True):
         h = ext_headers.get(amp.hdu, {})
         use_header = det.sections_from_header
 
@@ -99,17 +102,23 @@ def placements(
         if det_sec is None:
             det_sec = (1, (data_x.stop - data_x.start) * bx, 1, (data_y.stop - data_y.start) * by)
         x1, x2, y1, y2 = det_sec
-        gap = gaps[min(amp.ccd, len(gaps) - 1)]
-        mx = _binned(x1, x2, bx)
-        shift = round(gap / bx)
-        mosaic_x = slice(mx.start + shift, mx.start + shift + (data_x.stop - data_x.start))
-        my = _binned(y1, y2, by)
-        mosaic_y = slice(my.start, my.start + (data_y.stop - data_y.start))
+        mx = round_half_up((min(x1, x2) - 1 + offset[0] - min_x) / bx)
+        my = round_half_up((min(y1, y2) - 1 + offset[1] - min_y) / by)
+        mosaic_x = slice(mx, mx + (data_x.stop - data_x.start))
+        mosaic_y = slice(my, my + (data_y.stop - data_y.start))
         width = max(data_x.stop, bias_x.stop if bias_x else 0)
         out.append(
             AmpPlacement(amp, data_y, data_x, bias_x, mosaic_y, mosaic_x, x1 > x2, y1 > y2, (data_y.stop, width))
         )
-    return out
+    # a window (region of interest) starts the mosaic at its first row and column
+    x0, y0 = min(p.mosaic_x.start for p in out), min(p.mosaic_y.start for p in out)
+    return [replace(p, mosaic_x=slice(p.mosaic_x.start - x0, p.mosaic_x.stop - x0),
+                    mosaic_y=slice(p.mosaic_y.start - y0, p.mosaic_y.stop - y0)) for p in out]
+
+
+def round_half_up(value: float) -> int:
+    """Round to the nearest integer, halves up (the convention for placing CCDs on a binned grid)."""
+    return int(np.floor(value + 0.5 + 1e-9))
 
 
 def mosaic_shape(places: list[AmpPlacement]) -> tuple[int, int]:
@@ -117,20 +126,15 @@ def mosaic_shape(places: list[AmpPlacement]) -> tuple[int, int]:
     return max(p.mosaic_y.stop for p in places), max(p.mosaic_x.stop for p in places)
 
 
-def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3, reference_rows: int = 0) -> np.ndarray:
+def overscan_level(raw: np.ndarray, place: AmpPlacement, order: int = 3) -> np.ndarray:
     """Per-row overscan level: clipped row medians smoothed by a Legendre fit.
 
-    Amplifiers without overscan columns but with ``reference_rows`` reference-pixel rows at
-    the bottom and top (NIR arrays) get one level: the median of those rows within the
-    amplifier's columns. Returns one value per row of the data section (zeros when the
-    amplifier has neither).
+    Returns one value per row of the data section (zeros when the amplifier has no
+    overscan; NIR reference pixels are :func:`potpyri_core.stages.nir.reference_level`).
     """
     nrows = place.data_y.stop - place.data_y.start
     if place.bias_x is None:
-        if reference_rows <= 0:
-            return np.zeros(nrows, dtype=np.float32)
-        rows = np.concatenate([raw[:reference_rows, place.data_x], raw[-reference_rows:, place.data_x]])
-        return np.full(nrows, np.median(rows), dtype=np.float32)
+        return np.zeros(nrows, dtype=np.float32)
     cols = raw[place.data_y, place.bias_x]
     # the first two overscan columns next to the data carry charge-transfer tails
     if place.bias_x.start >= place.data_x.stop and cols.shape[1] > 6:
@@ -190,8 +194,9 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
     amp_map = np.full(shape, NO_AMP, np.uint8)
     mask = np.full(shape, int(Bit.NO_DATA), np.uint16)
     amps: list[AmpFacts] = []
-    coadds = det.saturation_times_nreads
-    reads = float(header[coadds]) if coadds and coadds in header else 1.0
+    sums = det.saturation_times_nreads
+    n_coadds = nir.coadds(det, header)
+    reads = (float(header[sums]) if sums and sums in header else 1.0) * n_coadds
     wcs_header = None
     for index, place in enumerate(places):
         ext = hdul[place.amp.hdu]
@@ -203,11 +208,15 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
         facts, sat_adu, nonlin_adu = amplifier_facts(instrument, place.amp, ext.header, header, reads)
         amps.append(facts)
         pix = raw[place.data_y, place.data_x]
-        level = overscan_level(raw, place, reference_rows=det.reference_rows)
-        electrons = (pix - level[:, None]) * facts.gain
+        if place.bias_x is None and det.reference_rows > 0:
+            level = nir.reference_level(raw, place.data_y, place.data_x, det.reference_rows, det.output_channels)
+        else:
+            level = overscan_level(raw, place)[:, None]
+        electrons = nir.linearise(pix - level, det.nonlinearity, n_coadds) * facts.gain
         bits = np.where(pix >= sat_adu, int(Bit.SATURATED), 0).astype(np.uint16)
         if nonlin_adu is not None:
             bits |= np.where((pix >= nonlin_adu) & (bits == 0), int(Bit.NONLINEAR), 0).astype(np.uint16)
+        bits[: place.amp.readout_start_rows] |= int(Bit.BAD)
         if place.flip_x:
             electrons, bits = electrons[:, ::-1], bits[:, ::-1]
         if place.flip_y:
@@ -245,7 +254,7 @@ def amplifier_facts(instrument: InstrumentSettings, amp: Amplifier, ext_header: 
 
     Header keywords (``keywords.gain/readnoise/saturate``) win over the settings; the read
     noise comes from ``detector.readnoise_by_reads`` when the frame says how many reads it
-    took; saturation and non-linearity levels are multiplied by the number of coadded reads.
+    took, times the square root of the number of coadds summed; saturation and non-linearity levels are multiplied by the number of coadded reads.
 
     Returns
     -------
@@ -260,6 +269,7 @@ def amplifier_facts(instrument: InstrumentSettings, amp: Amplifier, ext_header: 
         nreads = float(header[det.reads_keyword])
         nearest = min(det.readnoise_by_reads, key=lambda n: abs(np.log(n) - np.log(max(nreads, 1.0))))
         readnoise = det.readnoise_by_reads[nearest]
+    readnoise *= float(np.sqrt(nir.coadds(det, header)))
     sat_adu = float(ext_header[kw.saturate]) if kw.saturate and kw.saturate in ext_header else det.saturation_adu
     sat_adu *= reads
     nonlin = det.nonlinear_adu * reads if det.nonlinear_adu is not None else None
@@ -305,6 +315,12 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
         Primary header (no data) plus one uint16 extension per amplifier; an amplifier with
         ``hdu = 0`` puts its pixels (and its extension cards) in the primary HDU instead, as
         single-HDU cameras write.
+
+    Notes
+    -----
+    With ``simulation.geometry`` the amplifiers are cut as that published description says
+    (:mod:`potpyri_core.simulate.geometry`), independently of :func:`placements`; without it
+    they are cut as the reduction's own settings describe.
     """
     sim = instrument.simulation
     if sim is None:
@@ -326,6 +342,12 @@ def pack(instrument: InstrumentSettings, exposure: Any, binning: int, rng: np.ra
     if exposure.header_wcs is not None:
         ra, dec = exposure.header_wcs.wcs.crval
         primary["RA"], primary["DEC"] = float(ra), float(dec)
+    if sim.geometry is not None:
+        from potpyri_core.simulate.geometry import pack_amplifiers
+
+        if kw.binning:
+            primary[kw.binning[0]] = sim.geometry.binning_format.format(b=binning)
+        return fits.HDUList(pack_amplifiers(instrument, primary, exposure, binning, rng))
     bin_text = f"{binning} {binning}"
     ext_headers: dict[int | str, Any] = {}
     places = placements(instrument, primary, ext_headers, (binning, binning))

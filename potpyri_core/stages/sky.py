@@ -68,36 +68,100 @@ def subtract_sky(frame: Frame, params: SkyParams = SkyParams()) -> Frame:
     return frame
 
 
-def subtract_dither_sky(frames: list[Frame], params: SkyParams = SkyParams()) -> list[Frame]:
-    """Sky of dithered frames of one target from each other (NIR).
+def running_sky(frames: list[np.ndarray], hide: list[np.ndarray], times: np.ndarray, n_nearest: int,
+                fallback: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Sky of each frame from the ``n_nearest`` other frames nearest in time.
 
-    For each frame, the ``params.n_nearest`` other frames nearest in time (MJD-OBS), with
-    their sources masked and each scaled to its median level, are median-combined; the
-    result, scaled to the frame's own level, is subtracted, then a 2-D residual background.
-    A target with a single frame gets the 2-D background alone.
+    Each other frame is divided by its median over unhidden pixels, the normalised frames
+    are median-combined with the hidden pixels left out, and the result is scaled to the
+    frame's own level.
+
+    Parameters
+    ----------
+    frames : list of ndarray
+        Images of one target, sky included.
+    hide : list of ndarray of bool
+        Pixels of each frame left out (bad pixels, sources).
+    times : ndarray
+        Time of each frame (any unit).
+    n_nearest : int
+        Frames that make each sky.
+    fallback : list of ndarray, optional
+        Sky used where a pixel is hidden in every one of the other frames; default the
+        frame's level (a flat sky).
+
+    Returns
+    -------
+    list of ndarray
+        The sky (float32) of each frame.
+    """
+    levels = [float(np.median(f[~h])) for f, h in zip(frames, hide, strict=True)]
+    normalised = [np.where(h, np.nan, f / level).astype(np.float32)
+                  for f, h, level in zip(frames, hide, levels, strict=True)]
+    out = []
+    for i in range(len(frames)):
+        others = [j for j in np.argsort(np.abs(times - times[i]), kind="stable") if j != i][:n_nearest]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pixels hidden in every frame
+            sky = np.nanmedian(np.stack([normalised[j] for j in others]), axis=0) * levels[i]
+        filler = fallback[i] if fallback is not None else np.float32(levels[i])
+        out.append(np.where(np.isfinite(sky), sky, filler).astype(np.float32))
+    return out
+
+
+def plane(image: np.ndarray, hide: np.ndarray, clip: float = 3.0) -> np.ndarray:
+    """Least-squares plane through the unhidden pixels (clipped twice): the part of a sky
+    gradient that changes from frame to frame, which a median of other frames cannot have.
+
+    A plane, not a mesh, so that it holds to the frame's edges.
+    """
+    ny, nx = image.shape
+    yy, xx = np.mgrid[0:ny:4, 0:nx:4]
+    values, keep = image[::4, ::4], ~hide[::4, ::4]
+    design = np.stack([np.ones(xx.size), xx.ravel() / nx - 0.5, yy.ravel() / ny - 0.5], axis=1)
+    keep = keep.ravel() & np.isfinite(values.ravel())
+    coef = np.zeros(3)
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(design[keep], values.ravel()[keep], rcond=None)
+        resid = values.ravel() - design @ coef
+        keep &= np.abs(resid) < clip * 1.4826 * np.median(np.abs(resid[keep]))
+    y, x = np.mgrid[0:ny, 0:nx]
+    return (coef[0] + coef[1] * (x / nx - 0.5) + coef[2] * (y / ny - 0.5)).astype(np.float32)
+
+
+def subtract_dither_sky(frames: list[Frame], params: SkyParams = SkyParams()) -> list[Frame]:
+    """Sky of dithered frames of one target from each other (NIR), in two passes.
+
+    Pass 1: for each frame, the median of the ``params.n_nearest`` other frames nearest in
+    time (MJD-OBS), each normalised to its median level (sources move with the dither and
+    are rejected by the median), scaled to the frame's level. Pass 2: the sources are found
+    in each frame minus its pass-1 sky (where a sky fixed on the detector, such as a pattern
+    or gradient, is gone and cannot be taken for sources), masked, and the running sky is
+    made again from the masked frames; pixels masked in every other frame keep the pass-1
+    sky. The plane of what is left (a gradient that changes from frame to frame) and a 2-D
+    residual background are subtracted last; the variance of the sky (a median of the other
+    frames) is added to each frame's. A target with a single frame gets the 2-D background
+    alone.
     """
     if len(frames) < 2:
         return [subtract_sky(f, params) for f in frames]
     times = np.array([float(f.header.get("MJD-OBS", i)) for i, f in enumerate(frames)])
     bad = [(f.mask & UNUSABLE) > 0 for f in frames]
-    levels, normalised = [], []
-    for f, b in zip(frames, bad, strict=True):
-        hide = b | source_pixels(f.data, b, params)
-        level = float(np.median(f.data[~hide]))
-        levels.append(level)
-        normalised.append(np.where(hide, np.nan, f.data / level).astype(np.float32))
+    images = [f.data for f in frames]
+    first = running_sky(images, bad, times, params.n_nearest)
+    hide = [b | source_pixels(image - sky, b, params) for image, sky, b in zip(images, first, bad, strict=True)]
+    second = running_sky(images, hide, times, params.n_nearest, fallback=first)
+    nsky = min(params.n_nearest, len(frames) - 1)
     out = []
-    for i, f in enumerate(frames):
-        others = [j for j in np.argsort(np.abs(times - times[i]), kind="stable") if j != i][:params.n_nearest]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # pixels masked in every frame
-            sky = np.nanmedian(np.stack([normalised[j] for j in others]), axis=0)
-        sky = np.where(np.isfinite(sky), sky, 1.0) * levels[i]
-        f.data = np.where(bad[i], f.data, f.data - sky).astype(np.float32)
-        f.header["SKYLEVEL"] = (levels[i], "median sky subtracted (e-), from the dithers")
-        f.header["SKYNFRM"] = (len(others), "frames that made the sky of this frame")
-        residual, rms = sky_model(f.data, bad[i], params)
-        f.data = np.where(bad[i], f.data, f.data - residual).astype(np.float32)
+    for f, sky, b, h in zip(frames, second, bad, hide, strict=True):
+        f.header["SKYLEVEL"] = (float(np.median(sky[~b])), "median sky subtracted (e-), from the dithers")
+        f.header["SKYNFRM"] = (nsky, "frames that made the sky of this frame")
+        f.header["SKYMASKF"] = (round(float(h[~b].mean()), 4), "fraction of pixels masked as sources")
+        f.data = np.where(b, f.data, f.data - sky - plane(f.data - sky, h)).astype(np.float32)
+        # the sky is a median of nsky frames with about this frame's noise: its variance
+        f.variance = (f.variance + np.pi / 2 * float(np.median(f.variance[~h])) / nsky).astype(np.float32)
+        residual, rms = sky_model(f.data, b, params)
+        f.data = np.where(b, f.data, f.data - residual).astype(np.float32)
         f.header["SKYSIG"] = (rms, "sky noise (e-)")
         out.append(f)
     return out

@@ -38,13 +38,17 @@ def test_folder_of_non_fits_files_names_each_bad_file(tmp_path):
     (tmp_path / "image.fits").write_text("not FITS either")
     result = _run("reduce", "GMOS-N", str(tmp_path))
     assert result.exit_code == 1
-    assert "image.fits" in result.output and "BAD, not reduced" in result.output
+    assert "image.fits" in result.output and "BAD" in result.output and "not reduced: image.fits" in result.output
     assert "no SCIENCE frames of GMOS-N" in result.output
 
 
 def test_instrument_without_simulation_format(tmp_path):
-    line = _one_error_line(_run("simulate", "F2", str(tmp_path / "night")))
-    assert "F2 cannot be simulated yet" in line and "GMOS-N" in line
+    pm = PluginManager()
+    without = sorted(e.settings.name for e in pm.instruments().values() if e.settings.simulation is None)
+    if not without:
+        pytest.skip("every installed instrument can be simulated")
+    line = _one_error_line(_run("simulate", without[0], str(tmp_path / "night")))
+    assert f"{without[0]} cannot be simulated yet" in line and "GMOS-N" in line
 
 
 def test_unknown_instrument_lists_the_installed_ones(tmp_path):

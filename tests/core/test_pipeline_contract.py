@@ -41,7 +41,7 @@ def _reduce(root, tmp_path, monkeypatch, proc, **options):
     pm = PluginManager(extra_plugins=[recording_plugin])
     gmos = pm.instrument("GMOS-N")
     refcat = root / "refcat"
-    opts = RunOptions(proc=proc, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"), **options)
+    opts = RunOptions(proc=proc, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"), force=True, **options)
     summary = Pipeline(gmos, root, opts, pm).run()
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     return summary, calls

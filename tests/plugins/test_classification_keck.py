@@ -127,7 +127,7 @@ def test_mosfire(classify_header):
 
 def test_mosfire_read_noise_table(instrument):
     d = instrument("MOSFIRE").detector
-    assert d.reads_keyword == "NUMREADS" and d.readnoise_by_reads[16] == 5.8 and d.saturation_times_gain
+    assert d.reads_keyword == "NUMREADS" and d.readnoise_by_reads[16] == 5.8 and d.coadds_keyword == "COADDONE"
 
 
 def test_lris_each_side_reads_its_own_filter_wheel(classify_header):

@@ -55,4 +55,4 @@ def test_mmirs(classify_header):
 
 def test_mmirs_reference_rows(instrument):
     d = instrument("MMIRS").detector
-    assert d.reference_rows == 4 and d.saturation_times_gain and d.saturation_adu == 46000
+    assert d.reference_rows == 4 and d.saturation_adu == 46000

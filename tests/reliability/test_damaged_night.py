@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 
 from astropy.io import fits
 from click.testing import CliRunner
@@ -20,7 +21,9 @@ def test_damaged_night_reduces_its_good_frames(tmp_path):
     assert result.exit_code == 0, result.output
     science = max(night.glob("*.fits.bz2"))  # the archive's compression by default
     plain = bz2.decompress(science.read_bytes())
-    (night / "N20990101S0901.fits").write_bytes(plain[: len(plain) // 2])  # truncated
+    with fits.open(io.BytesIO(plain)) as hdul:  # cut in the middle of the pixels of extension 3
+        cut = hdul[3]._data_offset + hdul[3]._data_size // 2
+    (night / "N20990101S0901.fits").write_bytes(plain[:cut])  # truncated
     (night / "N20990101S0902.fits.gz").write_bytes(bad_crc(gzip.compress(plain, mtime=0)))  # bad CRC
     fits.PrimaryHDU(header=fits.Header.fromstring(plain[:2880 * 4].decode("latin-1"))).writeto(
         night / "N20990101S0903.fits")  # header only

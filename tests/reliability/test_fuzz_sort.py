@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from potpyri_core.cli import main
 from potpyri_core.filelist import _classify_one, read_file_list
+from potpyri_core.plugins import PluginSpec
 from tests.reliability.rawfiles import bad_crc, frame_bytes, gmos, set_card
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning",
@@ -73,7 +74,7 @@ def test_classification_never_raises(tmp_path_factory, frame):
     name, data = damaged_file(*frame)
     path = tmp_path_factory.getbasetemp() / name
     path.write_bytes(data)
-    classification, _ = _classify_one((INSTRUMENT, path))
+    classification, _ = _classify_one((PluginSpec(), INSTRUMENT, path))
     check(classification, name)
 
 
