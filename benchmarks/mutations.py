@@ -3,10 +3,12 @@
 Each mutation below is a small, plausible science bug (a gain applied twice, a flat divided
 twice, variances not propagated, mask bits added instead of OR'd, ...). The repository is
 copied once to a scratch folder; every mutation is applied there alone (the source text
-must occur exactly once), the quick unit tests (``tests/unit``) run against the copy, and
-the file is restored. The working tree is never touched. A mutation is *caught* when the
-tests fail. Prints a table and the catch rate; exits 1 if the unmutated copy fails or a
-mutation's text is not found (the list has gone stale).
+must occur exactly once), the quick tests (``tests/unit`` and
+``tests/optical/test_geometry.py``) run against the copy, and the file is restored. The
+working tree is never touched. A mutation is *caught* when the tests fail. Prints a table
+and the catch rate; exits 1 if the unmutated copy fails or a mutation's text is not found
+(the list has gone stale). A uniform shift of every CCD is not listed: ``placements()``
+starts the mosaic at its first column, so it has no effect.
 
 Usage (from the repository root, with the test dependencies and plugins installed)::
 
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = "tests/unit"
+TESTS = ["tests/unit", "tests/optical/test_geometry.py"]
+"""The quick tests: one module per science step, and the settings-vs-published-geometry test."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,17 @@ class Mutation:
 
 
 MUTATIONS: list[Mutation] = [
-    Mutation("gain-twice", "potpyri_core/stages/rawformat.py", "electrons = (pix - level[:, None]) * facts.gain",
-             "electrons = (pix - level[:, None]) * facts.gain * facts.gain", "gain applied twice in assemble"),
+    Mutation("gain-twice", "potpyri_core/stages/rawformat.py", "n_coadds) * facts.gain\n",
+             "n_coadds) * facts.gain * facts.gain\n", "gain applied twice in assemble"),
     Mutation("zp-exptime", "potpyri_core/defaults.py",
              "resample.resample(frame.data / exptime, frame.variance / exptime**2,",
              "resample.resample(frame.data, frame.variance,",
              "stack left in e- (ZP off by 2.5 log10(exptime))"),
     Mutation("flat-twice", "potpyri_core/stages/calibrate.py", "        data = data / flat.data\n",
              "        data = data / flat.data / flat.data\n", "flat divided twice"),
-    Mutation("ccd-shift", "potpyri_core/stages/rawformat.py", "shift = round(gap / bx)",
-             "shift = round(gap / bx) + 5", "every CCD shifted +5 px in placements()"),
+    Mutation("ccd-shift", "potpyri_core/stages/rawformat.py", "mx = round_half_up((min(x1, x2) - 1 + offset[0] - min_x) / bx)",
+             "mx = round_half_up((min(x1, x2) - 1 + offset[0] - min_x) / bx) + 5 * amp.ccd",
+             "each CCD shifted +5 px from the previous one in placements()"),
     Mutation("parity", "potpyri_core/stages/rawformat.py", "x1 > x2, y1 > y2, (data_y.stop, width)",
              "x1 < x2, y1 > y2, (data_y.stop, width)", "wrong x parity (flip) of every amplifier"),
     Mutation("exptime-keyword", "plugins/potpyri-keck/potpyri_keck/instruments/lris.toml",
@@ -69,8 +73,8 @@ MUTATIONS: list[Mutation] = [
     Mutation("mask-add-resample", "potpyri_core/stages/resample.py",
              "out_mask |= np.where(w > 1e-3, mask[yy, xx], 0)", "out_mask += np.where(w > 1e-3, mask[yy, xx], 0)",
              "resampled mask bits added instead of OR'd"),
-    Mutation("no-overscan", "potpyri_core/stages/rawformat.py", "electrons = (pix - level[:, None]) * facts.gain",
-             "electrons = (pix - 0 * level[:, None]) * facts.gain", "overscan level not subtracted"),
+    Mutation("no-overscan", "potpyri_core/stages/rawformat.py", "nir.linearise(pix - level, det.nonlinearity",
+             "nir.linearise(pix - 0 * level, det.nonlinearity", "overscan level not subtracted"),
     Mutation("dark-unscaled", "potpyri_core/stages/calibrate.py", 'data -= masters["dark"].data * exptime',
              'data -= masters["dark"].data', "dark (e-/s) subtracted without the exposure time"),
     Mutation("dark-master-e", "potpyri_core/stages/calibrate.py",
@@ -128,7 +132,7 @@ def environment(copy: Path) -> dict[str, str]:
 
 def run_tests(copy: Path, stop_first: bool) -> tuple[bool, list[str], float, str]:
     """Run the quick unit tests in ``copy``: (passed, failed test ids, seconds, last line)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", TESTS]
+    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *TESTS]
     if stop_first:
         command.insert(4, "-x")
     start = time.perf_counter()
