@@ -23,8 +23,9 @@ from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from potpyri_core.simulate.truthcheck import TruthCheck, isolated_stars
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +85,37 @@ def test_no_cosmic_ray_residual_in_stack(night):
 
 
 def test_aperture_fluxes_match_truth(night):
-    ratio, pull, matched = night["check"].flux_ratio("APPPHOT")
+    ratio, _, matched = night["check"].flux_ratio("APPPHOT")
     assert matched > 100
     assert abs(ratio - 1.0) < 0.01, ratio
-    assert pull < 1.5, pull
+
+
+# Median |flux - true| / flux_err of N(0, 1) pulls is 0.674. Measured on this night (seed 7,
+# S/N > 50, isolated stars): 1.21 (apertures), 1.09 (PSF). Per S/N bin the photon errors hold
+# at S/N 20-50 (clipped pull RMS 1.15) but the fluxes are 0.3-0.5% low at every S/N (median
+# pull -0.4 to -3.6) with a ~0.5% scatter floor beyond the photon noise: a flux bias and a
+# systematic term, not the error propagation: on a synthetic stack with photon noise only the
+# same photometry gives 0.73 (apertures) and 0.75 (PSF) (tests/unit/test_photometry.py).
+# Strict: passes -> remove the mark.
+PULL_XFAIL = pytest.mark.xfail(strict=True, reason="fluxes 0.3-0.5% low with a ~0.5% systematic floor: "
+                               "median |pull| 1.21 (aperture), 1.09 (PSF) instead of 0.674")
+
+
+def test_master_flat_matches_the_true_flat_and_flags_dead_columns(night):
+    """The truth's flat pattern is on the focal-plane grid: a misplaced CCD or amplifier breaks
+    the pixel-to-pixel match (3 flats of 25000 e-: photon noise 0.37%)."""
+    center, rms = night["check"].flat_error()
+    assert abs(center - 1.0) < 0.005, center
+    assert rms < 0.006, rms
+    assert night["check"].dead_columns_flagged() > 0.99
+
+
+@PULL_XFAIL
+@pytest.mark.parametrize("table", ["APPPHOT", "PSFPHOT"])
+def test_flux_pulls_are_standard_normal(night, table):
+    _, pull, matched = night["check"].flux_ratio(table)
+    assert matched > 100
+    assert abs(pull - 0.674) < 0.1, pull
 
 
 def test_saturated_stars_flagged(night):
@@ -201,10 +229,9 @@ def test_epsf_fwhm_matches_stack_fwhm(night):
 
 
 def test_psf_fluxes_match_truth(night):
-    ratio, pull, matched = night["check"].flux_ratio("PSFPHOT")
+    ratio, _, matched = night["check"].flux_ratio("PSFPHOT")
     assert matched > 100
     assert abs(ratio - 1.0) < 0.02, ratio
-    assert pull < 1.5, pull
     # PSF magnitudes carry the zero point like the aperture ones
     phot = Table(night["stack"]["PSFPHOT"][0])
     valid = np.isfinite(phot["mag"])

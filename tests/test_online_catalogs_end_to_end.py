@@ -39,8 +39,9 @@ from potpyri_core.pipeline import Pipeline, RunSummary
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from tests.support.fake_vizier import ENDPOINT, SERVER_ENV, FakeVizier
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 pytest.importorskip("potpyri_catalogs")
 
 GAIA_ID = "I/355/gaiadr3"

@@ -19,10 +19,25 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from scipy.integrate import quad
 from scipy.spatial import cKDTree
 
 from potpyri_core.maskbits import UNUSABLE, Bit
-from potpyri_core.stages.photometry import moffat_enclosed
+
+
+def moffat_fraction_within(radius: float, alpha: float, beta: float) -> float:
+    """Fraction of a Moffat profile's light within ``radius``, by numerical integration.
+
+    Computed from the surface brightness ``(beta - 1) / (pi alpha^2) (1 + r^2/alpha^2)^-beta``
+    (unit total flux) with quadrature, independently of the pipeline's closed form, so that
+    an error in the pipeline's aperture correction cannot hide in the truth-based depth.
+    """
+
+    def ring(r: float) -> float:
+        return 2.0 * math.pi * r * (beta - 1.0) / (math.pi * alpha**2) * (1.0 + (r / alpha) ** 2) ** (-beta)
+
+    value, _ = quad(ring, 0.0, radius)
+    return float(value)
 
 
 def isolated_stars(catalog: Table, radius_arcsec: float = 2.5, contrast: float = 4.0) -> Table:
@@ -144,8 +159,38 @@ class TruthCheck:
         pixel_var = np.mean([f["sky_e_per_pix"] for f in frames]) + self.read_noise**2
         radius = self.header["APRAD"]
         sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / len(frames)) / exptime
-        enclosed = float(moffat_enclosed(radius, self.truth["moffat_alpha_px"], self.truth["moffat_beta"]))
+        enclosed = moffat_fraction_within(radius, self.truth["moffat_alpha_px"], self.truth["moffat_beta"])
         return self.truth["zeropoint"] - 2.5 * math.log10(5 * sigma_ap / enclosed)
+
+    def master_flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """The reduction's master flat and its mask (the only ``red/cals/mflat_*.fits``)."""
+        paths = sorted((self.root / "red" / "cals").glob("mflat_*.fits"))
+        if len(paths) != 1:
+            raise ValueError(f"expected one master flat in red/cals, found {len(paths)}")
+        with fits.open(paths[0]) as hdul:
+            return hdul[0].data.astype(float), hdul["MASK"].data.copy()
+
+    def flat_error(self) -> tuple[float, float]:
+        """Median and robust RMS of master flat / true flat pattern over unflagged pixels.
+
+        The true pattern is on the focal-plane grid, so a misplaced amplifier or CCD shows
+        as a large RMS (the pixel-to-pixel structure no longer lines up).
+        """
+        true = fits.getdata(self.root / "truth" / "flat_pattern.fits").astype(float)
+        flat, mask = self.master_flat()
+        if flat.shape != true.shape:
+            raise ValueError(f"master flat {flat.shape} and true flat {true.shape} differ in shape")
+        good = (mask == 0) & (true > 0.2)
+        ratio = flat[good] / true[good]
+        center = float(np.median(ratio))
+        return center, float(1.4826 * np.median(np.abs(ratio - center)))
+
+    def dead_columns_flagged(self) -> float:
+        """Fraction of the true dead-column pixels (outside chip gaps) flagged BAD in the master flat."""
+        _, mask = self.master_flat()
+        columns = mask[:, self.truth["detector"]["dead_columns"]]
+        judged = (columns & Bit.NO_DATA) == 0
+        return float(((columns & Bit.BAD) > 0)[judged].mean())
 
     def cosmic_ray_recall(self) -> dict[str, float]:
         """Per science frame: fraction of injected > 5 sigma CR pixels flagged (gaps and
@@ -247,6 +292,8 @@ class TruthCheck:
             "satellite: masked fraction, median/max stack S/N on path": {
                 k: tuple(round(x, 3) for x in v[:3]) for k, v in self.satellite().items()},
             "measured sky noise / ERROR": round(self.error_over_noise(), 4),
+            "master flat / true flat (median, robust RMS)": tuple(round(x, 4) for x in self.flat_error()),
+            "dead-column pixels flagged BAD": round(self.dead_columns_flagged(), 4),
             "aperture flux / truth (median, |d|/sigma, n)": tuple(round(x, 4) for x in self.flux_ratio("APPPHOT")),
             **({"PSF flux / truth (median, |d|/sigma, n)": tuple(round(x, 4) for x in self.flux_ratio("PSFPHOT"))}
                if "PSFPHOT" in self.stack else {}),

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from potpyri_core.cli import main
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 
 def _run(*args: str):

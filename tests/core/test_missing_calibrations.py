@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from astropy.io import fits
 
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 
 def test_missing_flats_are_reported_and_nothing_is_invented(tmp_path):

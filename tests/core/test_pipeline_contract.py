@@ -17,8 +17,9 @@ from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from tests.support import recording_plugin
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 ALL_HOOKS = {"potpyri_read_header", "potpyri_classify", "potpyri_assemble", "potpyri_build_calibration",
              "potpyri_apply_calibrations", "potpyri_mask_cosmic_rays", "potpyri_subtract_sky",

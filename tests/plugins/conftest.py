@@ -10,6 +10,17 @@ from plugin_helpers import PACKAGES, load_settings
 
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stages.classify import classify
+from tests.support.required import in_ci
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """In CI, a skipped plugin test (a plugin or real file missing) is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and call.when in ("setup", "call"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI: {report.longrepr}"
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ from potpyri_core.pipeline import Pipeline, ProductsNotWritableError
 from potpyri_core.plugins import PluginManager
 from potpyri_core.runlock import DirectoryBusyError, RunLock, remove_stale_temporaries
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from tests.support.required import require_module
 
-pytest.importorskip("potpyri_gemini")
+require_module("potpyri_gemini")
 
 
 def test_second_run_on_a_directory_is_refused_naming_the_running_pid(tmp_path):

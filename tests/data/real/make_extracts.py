@@ -1,4 +1,4 @@
-"""Rebuild the header extracts in this folder from /work/shared/data (see PROVENANCE.md).
+"""Rebuild the header extracts in this folder from <repo>/../shared/data (see PROVENANCE.md).
 
 Each extract keeps the primary header and the header of extension 1 as header-only HDUs
 (no pixel data), gzip-compressed. Run: python tests/data/real/make_extracts.py
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-SRC = Path("/work/shared/data")
+SRC = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # <repo>/../shared/data
 DST = Path(__file__).parent
 
 SKIP = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION", "PCOUNT",
