@@ -19,6 +19,11 @@ from potpyri_core.simulate.nir import window
 from potpyri_core.simulate.truthcheck import TruthCheck
 from potpyri_core.stages.sky import source_pixels
 
+NIR_NIGHTS: dict[str, tuple[str, float]] = {"MOSFIRE": ("K", 30.0), "F2": ("K", 15.0), "MMIRS": ("J", 30.0),
+                                             "FourStar": ("J", 30.0)}
+"""Band and exposure (s, all coadds) of each NIR instrument's test night: the sky stays below
+half the saturation (MMIRS: 60 s of J sky, 42000 e-, reaches its 46000 ADU at 0.95 e-/ADU)."""
+
 
 @dataclass(frozen=True)
 class NightFigures:
