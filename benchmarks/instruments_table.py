@@ -34,7 +34,11 @@ def main() -> None:
         instrument = pm.instrument(name)
         band, exptime = NIR_NIGHTS.get(name, ("K", 30.0)) if instrument.band == "nir" else ("r", 120.0)
         with tempfile.TemporaryDirectory() as tmp:
-            f, _ = reduce_small_night(pm, name, Path(tmp), band, exptime, size=args.size)
+            try:
+                f, _ = reduce_small_night(pm, name, Path(tmp), band, exptime, size=args.size)
+            except (KeyError, IndexError, ValueError, RuntimeError) as exc:  # no stack or no zero point
+                print(f"{name:<10} no figures: {type(exc).__name__}: {exc}", flush=True)
+                continue
         print(f"{f.instrument:<10} {f.frames:>6} {f.seconds:>8.1f} {f.astrometric_rms:>10.3f}"
               f" {f.zero_point_error:>+7.3f} {f.zero_point_uncertainty:>8.3f} {f.m5_error:>+6.2f}"
               f" {f.noise_ratio:>9.3f} {f.empty_sky_residual:>+6.2f} {f.failures:>8}", flush=True)
