@@ -4,7 +4,8 @@ print frames, seconds, astrometric RMS, ZP error, M5 error and noise ratio from 
     python benchmarks/instruments_table.py [--only MOSFIRE --only F2] [--size 1024]
 
 NIR arrays are cut to ``--size`` px (their real raw layout otherwise); optical instruments are
-simulated at their default binning. Bands and exposures: r 120 s (optical), J/K (NIR).
+simulated at their default binning. Bands and exposures: r 120 s (optical), the NIR nights of
+``potpyri_core.simulate.nightcheck.NIR_NIGHTS``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import tempfile
 from pathlib import Path
 
 from potpyri_core.plugins import PluginManager
-from potpyri_core.simulate.nightcheck import reduce_small_night
-
-NIR_NIGHT = {"K": 30.0}
-"""Band and exposure (s) of the NIR nights (all coadds)."""
+from potpyri_core.simulate.nightcheck import NIR_NIGHTS, reduce_small_night
 
 
 def main() -> None:
@@ -34,9 +32,13 @@ def main() -> None:
           f" {'dM5':>6} {'noise/ERR':>9} {'sky/σ':>6} {'failures':>8}")
     for name in names:
         instrument = pm.instrument(name)
-        band, exptime = next(iter(NIR_NIGHT.items())) if instrument.band == "nir" else ("r", 120.0)
+        band, exptime = NIR_NIGHTS.get(name, ("K", 30.0)) if instrument.band == "nir" else ("r", 120.0)
         with tempfile.TemporaryDirectory() as tmp:
-            f, _ = reduce_small_night(pm, name, Path(tmp), band, exptime, size=args.size)
+            try:
+                f, _ = reduce_small_night(pm, name, Path(tmp), band, exptime, size=args.size)
+            except (KeyError, IndexError, ValueError, RuntimeError) as exc:  # no stack or no zero point
+                print(f"{name:<10} no figures: {type(exc).__name__}: {exc}", flush=True)
+                continue
         print(f"{f.instrument:<10} {f.frames:>6} {f.seconds:>8.1f} {f.astrometric_rms:>10.3f}"
               f" {f.zero_point_error:>+7.3f} {f.zero_point_uncertainty:>8.3f} {f.m5_error:>+6.2f}"
               f" {f.noise_ratio:>9.3f} {f.empty_sky_residual:>+6.2f} {f.failures:>8}", flush=True)

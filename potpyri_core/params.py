@@ -69,11 +69,16 @@ class SkyParams(StepParams):
 
     method: Literal["2d", "dither"] = "2d"
     """``2d``: a smooth 2-D background per frame with the sources masked (the sky hook is
-    called with one frame at a time). ``dither``: the sky of each frame is the masked median
-    of the ``n_nearest`` frames of the same target nearest in time, scaled to the frame's
-    level, then a 2-D residual background (the hook is called with all frames of a target)."""
+    called with one frame at a time). ``dither``: the sky of each frame is made from the
+    ``n_nearest`` frames of the same target nearest in time (a median, then a clipped mean
+    with the sources masked), scaled to the frame's level and gradient, then a 2-D residual
+    background (the hook is called with all frames of a target)."""
     n_nearest: int = Field(default=6, ge=2)
     """Frames that make each frame's sky (``dither``)."""
+    clip: float = Field(default=3.0, gt=0)
+    """Second pass of ``dither``: values further than this many sigma (each frame's own
+    noise) from the median of the frames are rejected and the rest averaged; a mean has
+    2/pi of the variance of a median, and the sky's noise enters every frame."""
     box: int = Field(default=128, ge=8)
     """Background mesh size (px)."""
     filter_size: int = Field(default=3, ge=1)

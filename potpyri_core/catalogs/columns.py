@@ -32,6 +32,9 @@ MAGNITUDE_NAMES = {
 GAIA_DR3_EPOCH = 2016.0
 VEGA_COLUMNS = {"Jmag", "Hmag", "Kmag", "Ksmag"}
 """2MASS magnitude columns: Vega system (the table's ``meta['vega_bands']`` lists them)."""
+TWOMASS_VEGA_TO_AB = {"J": 0.91, "H": 1.39, "K": 1.85}
+"""AB minus Vega magnitudes of the 2MASS J, H, Ks bands (Blanton & Roweis 2007, AJ 133, 734,
+Table 1): the one place these offsets are written (settings default, simulator, VizieR)."""
 
 
 def _first(table: Table, names: list[str]) -> str | None:

@@ -20,10 +20,13 @@ from potpyri_core.stages.rawformat import mosaic_shape, placements
 # Typical zero points (mag for 1 e-/s) and dark-sky brightness of an 8-m class telescope.
 BAND_ZEROPOINT = {"u": 26.8, "g": 28.3, "r": 28.2, "i": 27.9, "z": 27.3, "J": 27.0, "H": 27.1, "K": 26.6}
 NIR_SCENE = {"sky_variation": 0.04, "sky_structure": 0.01, "hot_pixel_fraction": 2e-4, "dark_e_per_s": 0.05,
-             "mag_bright": 12.0, "count_slope": 0.2, "star_density_per_arcmin2": 200.0}
+             "mag_bright": 12.0, "mag_faint": 20.0, "count_slope": 0.2, "star_density_per_arcmin2": 100.0}
 """Near-infrared nights: the sky level changes by ~4% between frames with a gradient and a
-pattern fixed on the detector; hot pixels; bright stars for 2MASS; flatter counts and a
-denser (low-latitude) field so a cut-down detector has enough reference stars."""
+pattern fixed on the detector; hot pixels; bright stars and flatter counts so a cut-down
+detector has enough 2MASS stars for the zero point (~140 on 3'). Stars stop at 20 AB, above
+the 5-sigma limit of a small NIR night (~21 AB in 9 x 30 s Ks on an 8-m): the truth-based
+limit counts sky and read noise only, so the field must not be crowded with undetected stars
+near the limit."""
 BAND_SKY = {"u": 22.4, "g": 22.0, "r": 21.0, "i": 20.2, "z": 19.0, "J": 16.4, "H": 15.8, "K": 14.9}
 """Sky (AB mag/arcsec^2); J/H/K: the Mauna Kea / Cerro Pachon near-IR sky, about 15.5, 14.4 and
 13.0 Vega, plus the 2MASS AB offsets."""

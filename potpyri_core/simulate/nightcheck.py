@@ -19,6 +19,13 @@ from potpyri_core.simulate.nir import window
 from potpyri_core.simulate.truthcheck import TruthCheck
 from potpyri_core.stages.sky import source_pixels
 
+NIR_NIGHTS: dict[str, tuple[str, float]] = {"MOSFIRE": ("K", 30.0), "F2": ("K", 15.0), "MMIRS": ("J", 10.0),
+                                             "FourStar": ("J", 30.0)}
+"""Band and exposure (s, all coadds) of each NIR instrument's test night, short enough that the
+2MASS stars do not saturate. MMIRS saturates at 46000 ADU x 0.95 e-/ADU: in 30 s of J the sky
+is half of it and a J = 16 AB star's peak the other half (ZP from the few faintest 2MASS stars:
++0.050 +- 0.047 measured); in 60 s the sky alone saturates."""
+
 
 @dataclass(frozen=True)
 class NightFigures:

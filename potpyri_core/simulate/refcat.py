@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.table import MaskedColumn, Table
 
+from potpyri_core.catalogs.columns import TWOMASS_VEGA_TO_AB
+
 if TYPE_CHECKING:
     from .scene import SceneConfig
 
@@ -25,8 +27,6 @@ COLOUR_MODEL: dict[str, tuple[float, float]] = {
     "y": (-0.35, -0.25), "J": (-0.55, -0.35), "H": (-0.7, -0.45), "K": (-0.75, -0.5),
     "G": (-0.15, -0.15),
 }
-#: AB - Vega offsets of the 2MASS bands.
-TWOMASS_AB_MINUS_VEGA = {"J": 0.91, "H": 1.39, "K": 1.85}
 #: PS1 5-sigma-ish catalogue limits (AB) and saturation.
 PS1_LIMITS = {"g": 23.3, "r": 23.2, "i": 23.1, "z": 22.3, "y": 21.4}
 PS1_SATURATION = 14.0
@@ -124,7 +124,7 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
       without them; sources with band mag < 14 (saturated) or > 23 are
       omitted; other bands fainter than their limit are masked.
     * ``twomass.ecsv`` (VizieR II/246, only for J/H/K ``cfg.band``): Vega
-      magnitudes (AB minus J 0.91, H 1.39, K 1.85), positions at 2000.0.
+      magnitudes (AB minus ``TWOMASS_VEGA_TO_AB``), positions at 2000.0.
 
     Parameters
     ----------
@@ -219,15 +219,15 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
     ids["ps1"] = np.asarray(truth["id"])[keep]
 
     # 2MASS (VizieR II/246), NIR bands only
-    if band in TWOMASS_AB_MINUS_VEGA:
-        vega = {key: mag_in(key) - TWOMASS_AB_MINUS_VEGA[key] for key in TWOMASS_AB_MINUS_VEGA}
+    if band in TWOMASS_VEGA_TO_AB:
+        vega = {key: mag_in(key) - TWOMASS_VEGA_TO_AB[key] for key in TWOMASS_VEGA_TO_AB}
         keep = star & (vega[band] < TWOMASS_LIMITS[band]) & (vega[band] > 9.0)
         tm = Table()
         ra, dec = _positions(truth, keep, 2000.0, cfg.ref_epoch,
                              np.full(int(keep.sum()), 70.0), rng)
         tm["RAJ2000"], tm["DEJ2000"] = ra, dec
         tm["RAJ2000"].unit = tm["DEJ2000"].unit = "deg"
-        for key in TWOMASS_AB_MINUS_VEGA:
+        for key in TWOMASS_VEGA_TO_AB:
             true_m = vega[key][keep]
             err = _mag_error(true_m, 0.02, TWOMASS_SN10[key])
             obs = true_m + err * rng.standard_normal(true_m.size)
@@ -248,4 +248,4 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
     return paths
 
 
-__all__ = ["COLOUR_MODEL", "TWOMASS_AB_MINUS_VEGA", "canonical_band", "write_reference_catalogs"]
+__all__ = ["COLOUR_MODEL", "canonical_band", "write_reference_catalogs"]

@@ -254,15 +254,19 @@ class TruthCheck:
         return out
 
     def error_over_noise(self, samples: int = 40000, seed: int = 0) -> float:
-        """Robust std of blank-sky stack pixels divided by their median ERROR."""
+        """Robust std of blank-sky stack pixels, each divided by its own ERROR.
+
+        Per pixel, so that the shallower edges of a dithered stack (fewer frames) count at
+        their own depth.
+        """
         data, header = self.stack["SCI"]
         error = self.stack["ERROR"][0]
         rng = np.random.default_rng(seed)
         ys, xs = rng.integers(0, data.shape[0], samples), rng.integers(0, data.shape[1], samples)
         iy, ix = self.isolated_stack_pixels(WCS(header).pixel_to_world(xs, ys))
-        values = data[iy, ix]
-        measured = 1.4826 * float(np.median(np.abs(values - np.median(values))))
-        return measured / float(np.median(error[iy, ix]))
+        good = error[iy, ix] > 0
+        values = data[iy, ix][good] / error[iy, ix][good]
+        return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
     def flux_ratio(self, table: str, snr_min: float = 50.0) -> tuple[float, float, int]:
         """Median measured/true flux of isolated stars (S/N > ``snr_min``, flags 0), the

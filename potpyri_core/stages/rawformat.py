@@ -226,7 +226,7 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
         mask[place.mosaic_y, place.mosaic_x] = bits
         h = ext.header
         if wcs_header is None and not (place.flip_x or place.flip_y) and "CTYPE1" in h:
-            wcs = WCS(h, relax=True)
+            wcs = WCS(h, relax=True, naxis=2)  # a cube of reads: the image axes only
             wcs.wcs.crpix[0] += place.mosaic_x.start - place.data_x.start
             wcs.wcs.crpix[1] += place.mosaic_y.start - place.data_y.start
             wcs_header = wcs.to_header(relax=True)
@@ -238,7 +238,7 @@ def assemble(instrument: InstrumentSettings, hdul: fits.HDUList, path: Path, hea
         if key in header:
             out_header[key] = header[key]
     if wcs_header is None and "CTYPE1" in header:
-        wcs_header = WCS(header, relax=True).to_header(relax=True)
+        wcs_header = WCS(header, relax=True, naxis=2).to_header(relax=True)
     if wcs_header is not None:
         out_header.update(wcs_header)
     out_header["BUNIT"] = "electron"

@@ -13,10 +13,7 @@ star, ``mode`` 1 = primary), SkyMapper DR4 ``II/379/smssdr4`` (``RAICRS``, ``DEI
 from __future__ import annotations
 
 from potpyri_catalogs.vizier import VizierSource, psf_minus_kron_cut
-from potpyri_core.catalogs.columns import GAIA_DR3_EPOCH
-
-#: 2MASS Vega -> AB offsets (Blanton & Roweis 2007), as in the instruments' zero points.
-TWOMASS_VEGA_TO_AB = {"J": 0.91, "H": 1.39, "K": 1.85}
+from potpyri_core.catalogs.columns import GAIA_DR3_EPOCH, TWOMASS_VEGA_TO_AB
 
 
 def _ps1() -> VizierSource:
