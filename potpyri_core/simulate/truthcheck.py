@@ -109,6 +109,13 @@ class TruthCheck:
     # ------------------------------------------------------------------ figures
     def astrometric_rms(self, table: str = "APPPHOT", snr_min: float = 20.0) -> tuple[float, int]:
         """RMS (arcsec) of stack positions minus true positions of isolated stars, and how many."""
+        measured, true = self._matched_isolated(table, snr_min)
+        dra, ddec = measured.spherical_offsets_to(true)
+        return math.sqrt(float(np.mean(dra.arcsec**2 + ddec.arcsec**2))), len(true)
+
+    def _matched_isolated(self, table: str, snr_min: float) -> tuple[SkyCoord, SkyCoord]:
+        """Stack sources above ``snr_min`` without flags, paired (within 0.5") with isolated
+        truth stars: (measured, true) positions."""
         phot = Table(self.stack[table][0])
         good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
         stars = isolated_stars(self.catalog)
@@ -116,8 +123,7 @@ class TruthCheck:
         true = SkyCoord(stars["ra"], stars["dec"], unit="deg")
         idx, sep, _ = measured.match_to_catalog_sky(true)
         ok = sep.arcsec < 0.5
-        dra, ddec = measured[ok].spherical_offsets_to(true[idx[ok]])
-        return math.sqrt(float(np.mean(dra.arcsec**2 + ddec.arcsec**2))), int(ok.sum())
+        return measured[ok], true[idx[ok]]
 
     def chip_offsets(self, table: str = "APPPHOT", snr_min: float = 20.0, margin_px: int = 10
                      ) -> dict[str, tuple[float, float, int]]:
@@ -127,14 +133,7 @@ class TruthCheck:
         regions = self.truth.get("ccd_regions")
         if not regions:
             return {}
-        phot = Table(self.stack[table][0])
-        good = phot[(phot["snr"] > snr_min) & (phot["flags"] == 0)]
-        stars = isolated_stars(self.catalog)
-        measured = SkyCoord(good["ra"], good["dec"], unit="deg")
-        true = SkyCoord(stars["ra"], stars["dec"], unit="deg")
-        idx, sep, _ = measured.match_to_catalog_sky(true)
-        ok = sep.arcsec < 0.5
-        measured, true = measured[ok], true[idx[ok]]
+        measured, true = self._matched_isolated(table, snr_min)
         on = {ccd: np.ones(len(true), bool) for ccd in regions}
         for frame in self.science:
             x, y = self.true_wcs(frame).world_to_pixel(true)
