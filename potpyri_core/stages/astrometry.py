@@ -263,10 +263,7 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
     cone = np.flatnonzero(np.hypot(*plane.T) < radius)
     cone = cone[np.argsort(mag[cone], kind="stable")]
     frame_area = nx * ny * scale**2
-    # the catalog may cover less than the cone (a file cut to the field): its density is
-    # counted over the area it really covers
-    covered = float(np.prod(np.ptp(plane[cone], axis=0))) if len(cone) > 2 else 0.0
-    cone_area = min(np.pi * radius**2, max(covered, frame_area))
+    cone_area = np.pi * radius**2
     expected_in_frame = len(cone) * frame_area / cone_area
     cd = start.wcs.cd * 3600.0
     max_rotation = None if params.max_rotation_deg == "any" else float(params.max_rotation_deg)
