@@ -62,6 +62,7 @@ def test_epsf_built_from_bright_isolated_stars(field):
     xy = np.column_stack([field["aperture"]["x"], field["aperture"]["y"]])
     epsf, stars = psfphot.build_epsf(field["data"], field["error"], field["mask"], xy[rows], FWHM)
     assert len(stars) >= 10 and stars.meta["OVERSAMP"] == psfphot.EPSF_OVERSAMPLING
+    assert stars.meta["CONVERGE"] and stars.meta["NITER"] < psfphot.EPSF_MAXITERS
     # pixel-integrated Moffat: FWHM a little above the intrinsic one; unit total flux
     assert abs(psfphot.epsf_fwhm(epsf.data, epsf.oversampling[0]) / FWHM - 1.0) < 0.1
     assert 0.98 < epsf.data.sum() / epsf.oversampling[0] ** 2 <= 1.0

@@ -227,6 +227,31 @@ def pixel_scale(wcs: WCS) -> float:
     return float(np.sqrt(abs(np.linalg.det(cd)))) * 3600.0
 
 
+def catalog_areas(plane: np.ndarray, radius: float) -> list[float]:
+    """Areas (arcsec²) over which the catalog's star density may be counted, likeliest first.
+
+    The cone searched around the pointing is the first guess; a catalog that covers less than
+    half of it (a file cut to the field) adds the area of its bounding box, tried only when the
+    cone's density finds no match, so catalogs that do fill the cone are matched as before.
+
+    Parameters
+    ----------
+    plane : ndarray, shape (n, 2)
+        Catalog stars within the cone, tangent-plane offsets (arcsec) from the pointing.
+    radius : float
+        Cone radius (arcsec).
+
+    Returns
+    -------
+    list of float
+    """
+    cone_area = float(np.pi * radius**2)
+    if len(plane) < 3:
+        return [cone_area]
+    box = float(np.prod(np.ptp(plane, axis=0)))
+    return [cone_area, box] if 0 < box < 0.5 * cone_area else [cone_area]
+
+
 def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndarray, mag: np.ndarray,
                   start: WCS, shape: tuple[int, int], params: AstrometryParams) -> tuple[WCS, float]:
     """Blind solution from the catalog cone around the starting pointing (no index files).
@@ -263,28 +288,39 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
     cone = np.flatnonzero(np.hypot(*plane.T) < radius)
     cone = cone[np.argsort(mag[cone], kind="stable")]
     frame_area = nx * ny * scale**2
-    cone_area = np.pi * radius**2
-    expected_in_frame = len(cone) * frame_area / cone_area
     cd = start.wcs.cd * 3600.0
     max_rotation = None if params.max_rotation_deg == "any" else float(params.max_rotation_deg)
     brightest = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")
-    # a second, larger attempt (twice the stars, more neighbours) when the brightest stars of
-    # the two lists differ too much (saturated or blended stars, a wrong FWHM guess)
-    for attempt, (sources, neighbours) in enumerate([(params.pattern_sources, params.pattern_neighbours),
-                                                     (2 * params.pattern_sources, params.pattern_neighbours + 3)]):
-        n_source = int(np.clip(round(1.5 * min(expected_in_frame, sources)), 8, sources))
-        use = cone[: int(1.2 * sources * cone_area / frame_area)] if expected_in_frame > sources else cone
-        source = focal_offsets(start, xy[brightest[:n_source]]) @ cd.T
-        try:
-            match = match_points(source, plane[use], scale=1.0, scale_tolerance=params.scale_tolerance,
-                                 max_offset=max_offset, match_radius=params.match_radius_arcsec,
-                                 allow_flip=params.allow_flip, max_rotation=max_rotation, neighbours=neighbours,
-                                 invariant_tolerance=params.invariant_tolerance, false_alarm=params.false_alarm,
-                                 min_matched=params.min_matched)
+    match = None
+    error: NoMatchError | None = None
+    tried: set[tuple[int, int, int]] = set()
+    for cone_area in catalog_areas(plane[cone], radius):
+        expected_in_frame = len(cone) * frame_area / cone_area
+        # a second, larger attempt (twice the stars, more neighbours) when the brightest stars of
+        # the two lists differ too much (saturated or blended stars, a wrong FWHM guess)
+        for sources, neighbours in [(params.pattern_sources, params.pattern_neighbours),
+                                    (2 * params.pattern_sources, params.pattern_neighbours + 3)]:
+            n_source = int(np.clip(round(1.5 * min(expected_in_frame, sources)), 8, sources))
+            use = cone[: int(1.2 * sources * cone_area / frame_area)] if expected_in_frame > sources else cone
+            key = (min(n_source, len(xy)), len(use), neighbours)
+            if key in tried:
+                continue
+            tried.add(key)
+            source = focal_offsets(start, xy[brightest[:n_source]]) @ cd.T
+            try:
+                match = match_points(source, plane[use], scale=1.0, scale_tolerance=params.scale_tolerance,
+                                     max_offset=max_offset, match_radius=params.match_radius_arcsec,
+                                     allow_flip=params.allow_flip, max_rotation=max_rotation,
+                                     neighbours=neighbours, invariant_tolerance=params.invariant_tolerance,
+                                     false_alarm=params.false_alarm, min_matched=params.min_matched)
+                break
+            except NoMatchError as exc:
+                error = error or exc
+        if match is not None:
             break
-        except NoMatchError:
-            if attempt or (n_source >= len(xy) and len(use) == len(cone)):
-                raise
+    if match is None:
+        assert error is not None
+        raise error
     transform = match.transform
     wcs = start.deepcopy()
     wcs.wcs.cd = transform.matrix @ start.wcs.cd
