@@ -109,7 +109,7 @@ class LocalCatalog:
                 log.info("%s is %s, not the %s the zero point of %s uses: not used", table.meta["source"],
                          identity, catalog, band)
                 continue
-            ranked.append((0 if identity == catalog else 1, order, needed))
+            ranked.append((0 if identity == catalog or not catalog else 1, order, needed))
         if not ranked:
             return None
         _, order, needed = min(ranked)

@@ -62,9 +62,9 @@ class ColourTerm:
         return {
             "ZPTBAND": (self.band, "catalog band of the zero point"),
             "ZPTCOLOR": (self.colour or "none", "catalog colour of the colour term"),
-            "ZPTCTERM": (self.coefficient, "m_inst+ZPTMAG = m_cat(ZPTBAND)+ZPTCZERO+ZPTCTERM*colour"),
-            "ZPTCZERO": (self.offset, "constant of the transformation to the filter (mag)"),
-            "ZPTCSRC": (self.source[:68], "source of the colour term"),
+            "ZPTCTERM": (self.coefficient, "m_inst+ZPTMAG=cat+ZPTCZERO+ZPTCTERM*colour"),
+            "ZPTCZERO": (self.offset, "constant of the transformation (mag)"),
+            "ZPTCSRC": (self.source[:46], "colour term source"),
         }
 
 
@@ -212,7 +212,7 @@ def fitted_term(sources: Table, reference: Table, term: ColourTerm, source: Zero
     colour, colour_err = colour_of(reference[r_idx], term.colour)
     span = float(np.subtract(*np.percentile(colour, [95, 5]))) if colour.size else 0.0
     if s_idx.size < source.fit_min_stars or span < source.fit_min_span:
-        why = f"fit refused: {s_idx.size} stars, {term.colour} span {span:.2f}; {term.source}"
+        why = f"fit refused: {s_idx.size} stars, span {span:.2f}; {term.source}"
         log.warning("colour term: %s (needs >= %d stars over >= %.2f mag)", why, source.fit_min_stars,
                     source.fit_min_span)
         return replace(term, source=why)
@@ -222,7 +222,7 @@ def fitted_term(sources: Table, reference: Table, term: ColourTerm, source: Zero
                   + (term.coefficient * colour_err) ** 2)
     _, slope, slope_err, keep = fit_line(colour, y, err)
     return replace(term, coefficient=-slope, scatter=0.0, nstars=int(keep.sum()),
-                   source=f"fit {int(keep.sum())} stars, +-{slope_err:.3f}, span {span:.2f}")
+                   source=f"fit: {int(keep.sum())} stars, +-{slope_err:.3f}, span {span:.2f}")
 
 
 def colour_term(sources: Table, reference: Table, band: str, source: ZeroPointSource | None,
