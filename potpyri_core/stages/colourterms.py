@@ -16,7 +16,9 @@ published coefficient, or a coefficient fitted to the field's stars
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -56,6 +58,14 @@ class ColourTerm:
         """Catalog bands needed."""
         extra = colour_bands(self.colour) if self.colour else ()
         return tuple(dict.fromkeys((self.band, *extra)))
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any], band: str) -> ColourTerm:
+        """The term a stack's header records (:meth:`cards`); none when it records none."""
+        colour = str(header.get("ZPTCOLOR", "none"))
+        return cls(str(header.get("ZPTCAT", "?")), str(header.get("ZPTBAND", band)),
+                   None if colour == "none" else colour, float(header.get("ZPTCZERO", 0.0)),
+                   float(header.get("ZPTCTERM", 0.0)), 0.0, str(header.get("ZPTCSRC", "none")))
 
     def cards(self) -> dict[str, tuple[object, str]]:
         """Header cards: ZPTBAND, ZPTCOLOR, ZPTCTERM, ZPTCZERO, ZPTCSRC (value, comment)."""
