@@ -291,6 +291,7 @@ class ZeroPointSource(StrictModel):
     fit: bool = False
     """Fit the coefficient to the field's stars (needs ``colour`` or ``transform``)."""
     fit_min_stars: int = Field(default=20, ge=3)
+    """Least number of matched stars for a fitted term."""
     fit_min_span: float = Field(default=0.3, gt=0.0)
     """Least colour range (5th to 95th percentile of the stars used, mag) for a fitted term."""
 

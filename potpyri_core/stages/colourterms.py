@@ -228,6 +228,7 @@ def fitted_term(sources: Table, reference: Table, term: ColourTerm, source: Zero
         return replace(term, source=why)
     y = (np.asarray(reference[f"mag_{term.band}"], float)[r_idx] + term.offset
          - np.asarray(sources["mag_inst"], float)[s_idx])
+    # effective variance: the colour's error enters through the (published or fixed) slope
     err = np.sqrt(np.asarray(sources["mag_err"], float)[s_idx] ** 2 + _errors(reference[r_idx], term.band) ** 2
                   + (term.coefficient * colour_err) ** 2)
     _, slope, slope_err, keep = fit_line(colour, y, err)
