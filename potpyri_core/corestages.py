@@ -48,7 +48,7 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
-                          "ZPTCAT", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
+                          "ZPTCAT", "ZPTBAND", "ZPTCOLOR", "ZPTCTERM", "ZPTCZERO", "ZPTCSRC", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
                           "NINJECT", "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
@@ -512,6 +512,9 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
         h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
         h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")
         h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
+        for name, value in zp.items():
+            if isinstance(value, tuple):  # further cards of the hook, e.g. the colour term's
+                h[name] = value
         for limit, value in photometry.limiting_magnitudes(zp["ZPTMAG"], result.empty_sigma, result.apcor).items():
             h[limit] = (value, f"{limit[1:-5]}-sigma point-source limit (AB)")
         sourcecat.calibrate(result.table, zp["ZPTMAG"], sourcecat.APERTURE_INVALID)

@@ -151,9 +151,15 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
 @hookimpl(trylast=True)
 def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
                       params: PhotometryParams) -> dict[str, Any]:
-    """Default: clipped weighted mean of catalog minus instrumental magnitudes."""
-    from potpyri_core.stages import photometry
-    return photometry.zero_point(sources, reference, band, params.sn_min, params.sn_max, params.match_arcsec)
+    """Default: clipped weighted mean of the reference minus instrumental magnitudes, the
+    reference put into the filter's system with the colour term the settings give
+    (published, fixed or fitted); the term's header cards are returned as (value, comment)."""
+    from potpyri_core.stages import colourterms, photometry
+    source = instrument.zeropoint.source_for(band, colourterms.field_dec(reference))
+    term = colourterms.colour_term(sources, reference, band, source, params)
+    filter_reference = colourterms.in_filter_system(reference, band, term)
+    zp = photometry.zero_point(sources, filter_reference, band, params.sn_min, params.sn_max, params.match_arcsec)
+    return {**zp, **term.cards()}
 
 
 @hookimpl(trylast=True)

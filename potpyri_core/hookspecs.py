@@ -201,7 +201,9 @@ def potpyri_zeropoint(
 ) -> dict[str, Any] | None:
     """Fit the zero point of a stack's sources against a reference catalog in ``band`` (AB).
 
-    Returns ``ZPTMAG``, ``ZPTMUCER``, ``ZPTNSTAR`` (and optionally more header cards).
+    Returns ``ZPTMAG``, ``ZPTMUCER``, ``ZPTNSTAR``; entries whose value is a ``(value,
+    comment)`` tuple are written to the stack header as they are (the core's default adds the
+    colour term's ZPTBAND, ZPTCOLOR, ZPTCTERM, ZPTCZERO, ZPTCSRC).
     """
 
 

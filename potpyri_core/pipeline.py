@@ -231,7 +231,7 @@ class Pipeline:
         calibrated frame tells where the field is."""
         saved = catalogs_for_run(self.data_path, self.options.catalogs, self.selected)
         if saved:
-            return LocalCatalog(list(saved))
+            return LocalCatalog(list(saved), self.instrument.zeropoint)
         paths = [self.workspace_path(r["File"]) for r in self.rows("SCIENCE")]
         paths = [p for p in paths if p.exists()]
         if not paths:

@@ -32,7 +32,7 @@ from potpyri_core.catalogs.columns import at_epoch
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import UNUSABLE
 from potpyri_core.progress import progress
-from potpyri_core.stages import wcsresiduals
+from potpyri_core.stages import colourterms, wcsresiduals
 from potpyri_core.stages.sourcecat import SourceFlag
 from potpyri_core.uptodate import card, signature
 
@@ -105,6 +105,8 @@ def zeropoint_png(sources: Table, reference: Table, band: str, header: fits.Head
     zp = float(header["ZPTMAG"])
     residual = cat - inst - zp
     others = [c for c in ref.colnames if c.startswith("mag_") and c != column]
+    if header.get("ZPTCOLOR", "none") != "none":  # the colour of the zero point's colour term
+        others = [f"mag_{b}" for b in str(header["ZPTCOLOR"]).split("-")]
     fig = _figure(10, 4)
     left, right = fig.subplots(1, 2)
     left.scatter(inst, cat, s=6)
@@ -113,7 +115,11 @@ def zeropoint_png(sources: Table, reference: Table, band: str, header: fits.Head
     left.set_xlabel("instrumental mag (-2.5 log10 e-/s)")
     left.set_ylabel(f"catalog {band} (AB)")
     left.legend(loc="upper left")
-    if others:
+    if len(others) == 2:
+        colour = np.asarray(ref[others[0]], float)[idx[ok]] - np.asarray(ref[others[1]], float)[idx[ok]]
+        right.scatter(colour, residual, s=6)
+        right.set_xlabel(f"{others[0][4:]} - {others[1][4:]} (catalog; term {header.get('ZPTCTERM', 0.0):.3f})")
+    elif others:
         colour = np.asarray(ref[others[0]], float)[idx[ok]] - cat
         right.scatter(colour, residual, s=6)
         right.set_xlabel(f"{others[0][4:]} - {band} (catalog)")
@@ -257,6 +263,7 @@ def target_page(p: Pipeline, targtype: str, group: Table, qa_dir: Path) -> tuple
             catalog = p.reference_catalog()
             reference = catalog.photometric(band, p.instrument.zeropoint.vega_to_ab) if catalog else None
             if reference is not None:
+                reference = colourterms.in_filter_system(reference, band, colourterms.ColourTerm.from_header(header, band))
                 images.append(zeropoint_png(sources, reference, band, header, p.params.photometry,
                                             qa_dir / f"{stem}.zp.png"))
         except Exception as exc:

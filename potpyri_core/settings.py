@@ -261,23 +261,115 @@ class Detector(StrictModel):
         return self
 
 
-class ZeroPointCatalogs(StrictModel):
-    """Which photometric catalog calibrates which filter."""
+class ZeroPointSource(StrictModel):
+    """Which catalog calibrates one filter, and how its magnitudes become the filter's.
 
-    north: dict[str, str]
-    """Band -> catalog source name, for fields north of ``south_limit_dec``."""
-    south: dict[str, str] = {}
-    """Band -> catalog source name, south of ``south_limit_dec`` (falls back to north)."""
+    The reference magnitude of a star in the filter is
+    ``m_cat(band) + offset + term * (colour)`` (AB), and the zero point is the clipped mean of
+    that minus the instrumental magnitude. Three ways to set the colour term:
+
+    - ``transform``: a published relation (:data:`potpyri_core.catalogs.transforms.TRANSFORMATIONS`)
+      gives the band, colour, offset and term (e.g. Johnson V from PS1 g, r: ``"tonry2012"``);
+    - ``colour`` with ``term`` and ``term_source``: a fixed coefficient from a publication;
+    - ``colour`` with ``fit = true``: the coefficient is fitted to the field's stars when at least
+      ``fit_min_stars`` stars span at least ``fit_min_span`` mag of colour, else the published or
+      fixed term (0 without one) is used and the header says why.
+    """
+
+    catalog: str
+    """Catalog source name (``ps1``, ``skymapper``, ``sdss``, ``twomass``)."""
+    band: str | None = None
+    """Catalog band; default the filter's own (or the transformation's)."""
+    transform: str | None = None
+    """Name of a published transformation to the filter (with ``band``/``colour``/``term`` unset)."""
+    colour: str | None = None
+    """Catalog colour of the term, ``"g-r"``."""
+    term: float | None = None
+    """Fixed colour-term coefficient (needs ``colour`` and ``term_source``)."""
+    term_source: str = ""
+    """Publication of ``term`` (written to the header, ZPTCSRC)."""
+    fit: bool = False
+    """Fit the coefficient to the field's stars (needs ``colour`` or ``transform``)."""
+    fit_min_stars: int = Field(default=20, ge=3)
+    """Least number of matched stars for a fitted term."""
+    fit_min_span: float = Field(default=0.3, gt=0.0)
+    """Least colour range (5th to 95th percentile of the stars used, mag) for a fitted term."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ZeroPointSource:
+        from potpyri_core.catalogs.transforms import TRANSFORMATIONS, colour_bands
+        if self.transform is not None:
+            if self.transform not in TRANSFORMATIONS:
+                raise ValueError(f"unknown transform {self.transform!r}; known: {', '.join(sorted(TRANSFORMATIONS))}")
+            if self.band is not None or self.colour is not None or self.term is not None:
+                raise ValueError("transform gives the band, colour and term: leave band, colour and term unset")
+            return self
+        if (self.term is not None or self.fit) and self.colour is None:
+            raise ValueError("a colour term (term or fit) needs colour, e.g. colour = \"g-r\"")
+        if self.colour is not None:
+            colour_bands(self.colour)
+            if self.term is None and not self.fit:
+                raise ValueError("colour is set but neither term nor fit: give term (with term_source) or fit = true")
+        if self.term is not None and not self.term_source.strip():
+            raise ValueError("a fixed term needs term_source (the publication it comes from)")
+        return self
+
+    def catalog_bands(self, band: str) -> tuple[str, ...]:
+        """Catalog bands filter ``band`` needs: the zero-point band first, then the colour's."""
+        from potpyri_core.catalogs.transforms import colour_bands, transformation
+        if self.transform is not None:
+            return transformation(self.transform, band).bands
+        extra = colour_bands(self.colour) if self.colour else ()
+        return tuple(dict.fromkeys((self.band or band, *extra)))
+
+
+def _sources(mapping: Any) -> Any:
+    """A bare catalog name (``r = "ps1"``) is a source with no colour term."""
+    if isinstance(mapping, dict):
+        return {band: {"catalog": value} if isinstance(value, str) else value for band, value in mapping.items()}
+    return mapping
+
+
+class ZeroPointCatalogs(StrictModel):
+    """Which photometric catalog calibrates which filter, with its colour term."""
+
+    north: dict[str, ZeroPointSource]
+    """Band -> source (a catalog name or a :class:`ZeroPointSource` table), for fields north of
+    ``south_limit_dec``."""
+    south: dict[str, ZeroPointSource] = {}
+    """Band -> source, south of ``south_limit_dec`` (falls back to north)."""
     south_limit_dec: float = -30.0
     vega_to_ab: dict[str, float] = Field(default_factory=lambda: dict(TWOMASS_VEGA_TO_AB))
     """Offsets added to Vega catalog magnitudes to make them AB; default the 2MASS offsets
     (:data:`potpyri_core.catalogs.columns.TWOMASS_VEGA_TO_AB`)."""
 
-    def catalog_for(self, band: str, dec: float) -> str | None:
-        """Return the catalog source name for ``band`` at declination ``dec``."""
+    @field_validator("north", "south", mode="before")
+    @classmethod
+    def _as_sources(cls, value: Any) -> Any:
+        return _sources(value)
+
+    @model_validator(mode="after")
+    def _transforms_exist(self) -> ZeroPointCatalogs:
+        from potpyri_core.catalogs.transforms import transformation
+        for side, mapping in (("north", self.north), ("south", self.south)):
+            for band, source in mapping.items():
+                if source.transform is not None:
+                    try:
+                        transformation(source.transform, band)
+                    except ValueError as exc:
+                        raise ValueError(f"zeropoint.{side}.{band}: {exc}") from exc
+        return self
+
+    def source_for(self, band: str, dec: float) -> ZeroPointSource | None:
+        """Return the zero-point source for ``band`` at declination ``dec`` (None: no catalog)."""
         if dec < self.south_limit_dec and band in self.south:
             return self.south[band]
         return self.north.get(band)
+
+    def catalog_for(self, band: str, dec: float) -> str | None:
+        """Return the catalog source name for ``band`` at declination ``dec``."""
+        source = self.source_for(band, dec)
+        return source.catalog if source is not None else None
 
 
 class CalibrationRule(StrictModel):

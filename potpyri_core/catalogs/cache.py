@@ -264,7 +264,7 @@ class CatalogCache:
         for pixel in missing:
             tile = table[pixels == pixel]
             tile.meta = {k: v for k, v in table.meta.items() if k not in _TILE_KEYS}
-            tile.meta.update({"source": str(source.name), "band": _band_key(source, band) or "",
+            tile.meta.update({"source": str(source.name), "catalog": str(source.name), "band": _band_key(source, band) or "",
                               "healpix_order": TILE_ORDER,
                               "healpix_pixel": int(pixel), "fetched_utc": fetched_utc})
             self.put_tile(source, band, int(pixel), tile)
@@ -292,7 +292,7 @@ class CatalogCache:
             table = table[inside <= radius_arcmin]
         icrs = center.icrs
         table.meta = {k: v for k, v in parts[0].meta.items() if k not in _TILE_KEYS} if parts else {}
-        table.meta.update({"source": str(source.name), "band": band or "", "ra_center": float(icrs.ra.deg),
+        table.meta.update({"source": str(source.name), "catalog": str(source.name), "band": band or "", "ra_center": float(icrs.ra.deg),
                            "dec_center": float(icrs.dec.deg), "radius_arcmin": float(radius_arcmin)})
         report = CacheReport(tiles=len(pixels), cached=len(pixels) - len(missing), fetched=len(missing),
                              queries=int(len(missing) > 0), rows=len(table))

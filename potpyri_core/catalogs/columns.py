@@ -92,8 +92,21 @@ def normalise(table: Table, source: str) -> Table:
             column = table[err]
             out[f"err_{band}"] = np.asarray(column.filled(np.nan) if hasattr(column, "filled") else column, dtype=float)
     out.meta["source"] = source
+    out.meta["catalog"] = catalog_identity(table)
     out.meta["vega_bands"] = vega
     return out
+
+
+def catalog_identity(table: Table) -> str:
+    """The survey a table comes from (``ps1``, ``skymapper``, ``sdss``, ``twomass``, ``gaia``),
+    as its ``meta['catalog']`` says (``CATALOG`` in a FITS header); ``""`` when unknown.
+
+    Tables written by the catalog cache, ``potpyri catalogs fetch`` and the simulator carry
+    it; a person's own file can add it (ECSV meta or a FITS ``CATALOG`` card) so that
+    :class:`~potpyri_core.catalogs.local.LocalCatalog` picks it by the instrument's settings.
+    """
+    meta = {str(k).lower(): v for k, v in table.meta.items()}
+    return str(meta.get("catalog", "")).strip().lower()
 
 
 def bands(table: Table) -> list[str]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from astropy.table import Table
 
 from potpyri_core.catalogs.columns import bands, normalise
+
+if TYPE_CHECKING:
+    from potpyri_core.settings import ZeroPointCatalogs
+
+log = logging.getLogger("potpyri")
 
 
 def read_catalog_file(path: Path) -> Table:
@@ -33,13 +41,23 @@ def read_catalog_file(path: Path) -> Table:
 
 
 class LocalCatalog:
-    """Catalog source made of saved files; ``astrometric`` is the one with proper motions."""
+    """Catalog source made of saved files; ``astrometric`` is the one with proper motions.
+
+    Parameters
+    ----------
+    paths : list of Path
+        The saved files.
+    zeropoint : ZeroPointCatalogs, optional
+        The instrument's zero-point sources: :meth:`photometric` then picks the file of the
+        catalog they name (``meta['catalog']``) with every band the filter needs.
+    """
 
     name = "local"
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], zeropoint: ZeroPointCatalogs | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.tables = [read_catalog_file(p) for p in paths]
+        self.zeropoint = zeropoint
 
     @property
     def bands(self) -> list[str]:
@@ -53,30 +71,61 @@ class LocalCatalog:
                 return table
         return self.tables[0]
 
+    def _wanted(self, band: str, table: Table) -> tuple[str, tuple[str, ...]]:
+        """(catalog name or ``""``, catalog bands) the settings ask for ``band`` at the table's field."""
+        if self.zeropoint is None or len(table) == 0:
+            return "", (band,)
+        source = self.zeropoint.source_for(band, float(np.nanmedian(np.asarray(table["dec"], float))))
+        if source is None:
+            return "", (band,)
+        return source.catalog.lower(), source.catalog_bands(band)
+
     def photometric(self, band: str, vega_to_ab: dict[str, float] | None = None) -> Table | None:
-        """The table with magnitudes in ``band`` (AB), or None.
+        """The table with the magnitudes filter ``band`` is calibrated from (AB), or None.
+
+        With settings, the file whose catalog identity is the one they name for the filter
+        (and hemisphere) wins, then a file with no identity; files of another catalog are
+        not used. Every band the filter needs (its colour's too) must be in the file.
 
         Parameters
         ----------
         band : str
-            Band wanted.
+            The stack's filter band.
         vega_to_ab : dict, optional
             Offsets added to Vega magnitudes (2MASS J, H, K) to make them AB.
 
         Raises
         ------
         ValueError
-            When the file's magnitudes in ``band`` are Vega and no offset is known.
+            When the file's magnitudes in a needed band are Vega and no offset is known.
         """
-        for table in self.tables:
-            if f"mag_{band}" not in table.colnames:
+        ranked = []
+        for order, table in enumerate(self.tables):
+            catalog, needed = self._wanted(band, table)
+            if not all(f"mag_{b}" in table.colnames for b in needed):
                 continue
-            if band in table.meta.get("vega_bands", []):
-                if not vega_to_ab or band not in vega_to_ab:
-                    raise ValueError(f"{table.meta['source']}: {band} magnitudes are Vega and no Vega-to-AB offset"
-                                     " is set for this instrument (zeropoint.vega_to_ab)")
-                table = table.copy()
-                table[f"mag_{band}"] += vega_to_ab[band]
-                table.meta["vega_bands"] = [b for b in table.meta["vega_bands"] if b != band]
-            return table
-        return None
+            identity = table.meta.get("catalog", "")
+            if catalog and identity and identity != catalog:
+                log.info("%s is %s, not the %s the zero point of %s uses: not used", table.meta["source"],
+                         identity, catalog, band)
+                continue
+            ranked.append((0 if identity == catalog or not catalog else 1, order, needed))
+        if not ranked:
+            return None
+        _, order, needed = min(ranked)
+        return _as_ab(self.tables[order], needed, vega_to_ab)
+
+
+def _as_ab(table: Table, needed: tuple[str, ...], vega_to_ab: dict[str, float] | None) -> Table:
+    """``table`` with its Vega magnitudes in the ``needed`` bands made AB."""
+    vega = [b for b in needed if b in table.meta.get("vega_bands", [])]
+    if not vega:
+        return table
+    table = table.copy()
+    for band in vega:
+        if not vega_to_ab or band not in vega_to_ab:
+            raise ValueError(f"{table.meta['source']}: {band} magnitudes are Vega and no Vega-to-AB offset"
+                             " is set for this instrument (zeropoint.vega_to_ab)")
+        table[f"mag_{band}"] += vega_to_ab[band]
+    table.meta["vega_bands"] = [b for b in table.meta["vega_bands"] if b not in vega]
+    return table

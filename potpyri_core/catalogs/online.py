@@ -64,9 +64,12 @@ class FieldCatalogs:
         The online sources return AB magnitudes themselves, so ``vega_to_ab`` is unused
         here; it keeps the call the same as for :class:`~potpyri_core.catalogs.local.LocalCatalog`.
         """
-        name = self.zeropoint.catalog_for(band, float(self.center.dec.deg))
-        if name is None:
+        source = self.zeropoint.source_for(band, float(self.center.dec.deg))
+        if source is None:
             return None
-        table = self.cache.query(self._source(name), self.center, self.radius, band)
-        table.meta.setdefault("source", name)
+        # asked in the catalog band the filter is calibrated from (V: PS1 r); answers carry every band
+        table = self.cache.query(self._source(source.catalog), self.center, self.radius,
+                                 source.catalog_bands(band)[0])
+        table.meta.setdefault("source", source.catalog)
+        table.meta.setdefault("catalog", source.catalog.lower())
         return table

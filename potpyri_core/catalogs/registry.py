@@ -80,8 +80,8 @@ def instrument_catalog_names(entry: InstrumentEntry) -> dict[str, list[str]]:
     zeropoint = entry.settings.zeropoint
     names: dict[str, list[str]] = {}
     for side, mapping in (("north", zeropoint.north), ("south", zeropoint.south)):
-        for band, name in mapping.items():
-            names.setdefault(name.lower(), []).append(f"zeropoint.{side}.{band}")
+        for band, source in mapping.items():
+            names.setdefault(source.catalog.lower(), []).append(f"zeropoint.{side}.{band}")
     return names
 
 

@@ -79,7 +79,7 @@ def reduce_small_night(pm: PluginManager, name: str, root: Path, band: str, expt
     instrument = small_instrument(pm.instrument(name), size)
     paths = simulate_instrument_night(pm, instrument, root, seed=seed, n_science=n_science, band=band,
                                       exptime=exptime)
-    wanted = {"gaia", instrument.zeropoint.north.get(band, "")}
+    wanted = {"gaia", instrument.zeropoint.catalog_for(band, 90.0) or ""}
     catalogs = tuple(Path(p) for key, p in paths["refcat"].items() if key in wanted)
     start = time.perf_counter()
     out_size = None if instrument.band != "nir" else size + 400

@@ -16,17 +16,47 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from potpyri_core.catalogs.columns import TWOMASS_VEGA_TO_AB
+from potpyri_core.catalogs.transforms import TRANSFORMATIONS, transformation
 
 if TYPE_CHECKING:
     from .scene import SceneConfig
 
-#: ``band - r = a + b * c`` (AB) for a star of colour parameter ``c ~ N(0, 1)``.
+#: ``band - r = a + b * c`` (AB) for a star of colour parameter ``c ~ N(0, 1)``, survey bands.
+#: Johnson/Cousins B, V, R, I are not listed: they follow from these through the published
+#: transformation :data:`JOHNSON_FROM` (:func:`band_minus_r`), so that their AB colours are
+#: those of real stars (the earlier R/I entries, -0.2 and -0.6, were Vega).
 COLOUR_MODEL: dict[str, tuple[float, float]] = {
-    "u": (1.5, 1.0), "B": (1.0, 0.6), "g": (0.6, 0.35), "V": (0.3, 0.17), "r": (0.0, 0.0),
-    "R": (-0.2, -0.08), "i": (-0.2, -0.12), "I": (-0.6, -0.2), "z": (-0.3, -0.2),
+    "u": (1.5, 1.0), "g": (0.6, 0.35), "r": (0.0, 0.0), "i": (-0.2, -0.12), "z": (-0.3, -0.2),
     "y": (-0.35, -0.25), "J": (-0.55, -0.35), "H": (-0.7, -0.45), "K": (-0.75, -0.5),
     "G": (-0.15, -0.15),
 }
+JOHNSON_FROM = "tonry2012"
+"""Transformation (:data:`potpyri_core.catalogs.transforms.TRANSFORMATIONS`) that makes the
+simulated stars' B, V, R, I (AB) from their PS1 g, r, i."""
+BANDS = (*COLOUR_MODEL, *TRANSFORMATIONS[JOHNSON_FROM])
+"""Every band the simulator can give a star."""
+
+
+def band_minus_r(band: str, colour: np.ndarray | float) -> np.ndarray:
+    """``band - r`` (AB) of stars of colour parameter ``colour``.
+
+    Parameters
+    ----------
+    band : str
+        A key of :data:`COLOUR_MODEL`, or B, V, R, I (from g, r, i through :data:`JOHNSON_FROM`).
+    colour : array_like
+        The stars' colour parameter (``g - r = 0.6 + 0.35 c``).
+    """
+    colour = np.asarray(colour, float)
+    if band in COLOUR_MODEL:
+        a, b = COLOUR_MODEL[band]
+        return a + b * colour
+    rel = transformation(JOHNSON_FROM, band)
+    first, second = rel.colour_bands()
+    catalog_colour = band_minus_r(first, colour) - band_minus_r(second, colour)
+    return band_minus_r(rel.band, colour) + rel.offset + rel.vega_to_ab + rel.coefficient * catalog_colour
+
+
 #: PS1 5-sigma-ish catalogue limits (AB) and saturation.
 PS1_LIMITS = {"g": 23.3, "r": 23.2, "i": 23.1, "z": 22.3, "y": 21.4}
 PS1_SATURATION = 14.0
@@ -39,7 +69,7 @@ PS1_KRON_SCATTER = 0.02
 
 
 def canonical_band(band: str) -> str:
-    """Map a filter name to a key of :data:`COLOUR_MODEL` (unknown -> ``"r"``).
+    """Map a filter name to one of :data:`BANDS` (unknown -> ``"r"``).
 
     Parameters
     ----------
@@ -59,9 +89,9 @@ def canonical_band(band: str) -> str:
     if b in ("Y", "y"):
         return "y"
     key = b[0] if b else "r"
-    if key in COLOUR_MODEL:
+    if key in BANDS:
         return key
-    return key.lower() if key.lower() in COLOUR_MODEL else "r"
+    return key.lower() if key.lower() in BANDS else "r"
 
 
 def _mag_error(mag: np.ndarray, floor: float, m10: float) -> np.ndarray:
@@ -151,15 +181,13 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
     n = len(truth)
     band = canonical_band(cfg.band)
     colour = np.clip(rng.standard_normal(n), -2.5, 2.5)
-    a, b = COLOUR_MODEL[band]
-    r_mag = np.asarray(truth["mag"], float) - (a + b * colour)
+    r_mag = np.asarray(truth["mag"], float) - band_minus_r(band, colour)
     star = ~np.asarray(truth["is_galaxy"], bool)
 
     def mag_in(key: str) -> np.ndarray:
         if key == band:
             return np.asarray(truth["mag"], float)
-        ak, bk = COLOUR_MODEL[key]
-        return r_mag + ak + bk * colour + 0.03 * rng.standard_normal(n)
+        return r_mag + band_minus_r(key, colour) + 0.03 * rng.standard_normal(n)
 
     paths: dict[str, Path] = {}
     ids: dict[str, np.ndarray] = {}
@@ -183,6 +211,7 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
                       ("pmra", "mas / yr"), ("pmdec", "mas / yr"), ("pmra_error", "mas / yr"),
                       ("pmdec_error", "mas / yr"), ("ref_epoch", "yr"), ("phot_g_mean_mag", "mag")):
         gaia[col].unit = unit
+    gaia.meta["catalog"] = "gaia"
     paths["gaia"] = outdir / "gaia_dr3.ecsv"
     _write_table(gaia, paths["gaia"])
     ids["gaia"] = np.asarray(truth["id"])[keep]
@@ -214,6 +243,7 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
         ps1[f"{key}Kmag"] = MaskedColumn(kron, mask=bad, unit="mag")
         ps1[f"e_{key}Kmag"] = MaskedColumn(np.hypot(err, PS1_KRON_SCATTER), mask=bad, unit="mag")
     ps1.meta["epoch"] = 2012.0
+    ps1.meta["catalog"] = "ps1"
     paths["ps1"] = outdir / "ps1.ecsv"
     _write_table(ps1, paths["ps1"])
     ids["ps1"] = np.asarray(truth["id"])[keep]
@@ -235,6 +265,7 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
             tm[f"{key}mag"] = MaskedColumn(obs, mask=bad, unit="mag")
             tm[f"e_{key}mag"] = MaskedColumn(err, mask=bad, unit="mag")
         tm.meta["photometric_system"] = "Vega"
+        tm.meta["catalog"] = "twomass"
         paths["twomass"] = outdir / "twomass.ecsv"
         _write_table(tm, paths["twomass"])
         ids["twomass"] = np.asarray(truth["id"])[keep]
@@ -248,4 +279,4 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
     return paths
 
 
-__all__ = ["COLOUR_MODEL", "canonical_band", "write_reference_catalogs"]
+__all__ = ["BANDS", "COLOUR_MODEL", "band_minus_r", "canonical_band", "write_reference_catalogs"]

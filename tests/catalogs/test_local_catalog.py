@@ -88,3 +88,31 @@ def test_unreadable_file_names_the_file(tmp_path):
     path.write_bytes(b"not a fits file")
     with pytest.raises(ValueError, match=r"broken\.fits: cannot read catalog"):
         read_catalog_file(path)
+
+
+def _identified(catalog: str | None, rmag: float) -> Table:
+    table = _vizier_ps1()
+    table["rmag"] = [rmag]
+    if catalog:
+        table.meta["catalog"] = catalog
+    return table
+
+
+def test_zero_point_file_is_picked_by_the_catalog_the_settings_name(tmp_path):
+    """Identity travels in the table meta (ECSV meta, FITS CATALOG card); the file of the
+    catalog the settings name wins, an unnamed file is the fallback, another survey's is not used."""
+    from potpyri_core.settings import ZeroPointCatalogs
+    _identified("sdss", 17.1).write(tmp_path / "sdss.ecsv", format="ascii.ecsv")
+    _identified("ps1", 17.5).write(tmp_path / "ps1.fits", format="fits")
+    _identified(None, 17.9).write(tmp_path / "mine.csv", format="ascii.csv")
+    settings = ZeroPointCatalogs(north={"u": "sdss", "r": "ps1", "V": {"catalog": "ps1", "transform": "tonry2012"},
+                                        "i": "skymapper"},
+                                 south={"r": "skymapper"})
+    files = [tmp_path / "sdss.ecsv", tmp_path / "mine.csv", tmp_path / "ps1.fits"]
+    catalog = LocalCatalog(files, settings)
+    assert catalog.photometric("r").meta["catalog"] == "ps1"
+    assert catalog.photometric("V")["mag_r"][0] == 17.5  # g and r of PS1 for Tonry's V
+    assert catalog.photometric("u") is None  # no u column anywhere
+    assert catalog.photometric("i")["mag_r"][0] == 17.9  # no SkyMapper file: the unnamed one
+    assert LocalCatalog(files[:1], settings).photometric("r") is None  # SDSS is not PS1
+    assert LocalCatalog(files).photometric("r")["mag_r"][0] == 17.1  # no settings: the first file

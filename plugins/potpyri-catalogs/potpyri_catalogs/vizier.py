@@ -283,6 +283,7 @@ class VizierSource:
         out.meta.update(
             {
                 "source": self.name,
+                "catalog": self.name,
                 "vizier_table": self.catalog,
                 "ra_center": float(icrs.ra.deg),
                 "dec_center": float(icrs.dec.deg),
