@@ -442,7 +442,7 @@ class HeaderRule(StrictModel):
     """Values one raw header keyword may take (``[header_rules.EXPTIME]`` in the TOML).
 
     A file whose value breaks the rule is BAD, the reason naming the file, the keyword, the
-    value as written and the rule; a file without the keyword is not checked by it (missing
+    value and the rule; a file without the keyword is not checked by it (missing
     classification keywords are reported by the classification itself). Numeric bounds make
     the value a finite number; ``allowed`` and ``pattern`` check it as text.
     """
