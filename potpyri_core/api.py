@@ -30,13 +30,14 @@ from potpyri_core.products import atomic_write
 from potpyri_core.settings import InstrumentSettings, settings_from_package
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from potpyri_core.simulate.truthcheck import TruthCheck
+from potpyri_core.stageinput import LostInputError, input_frame, input_header
 from potpyri_core.stagelist import Stage
 from potpyri_core.stages.calibrate import MissingCalibrationError
 
 __all__ = [
     "MASK_BITS", "NO_AMP", "UNUSABLE", "AmpFacts", "AstrometryParams", "Bit", "CalibrationLibrary",
     "CalibrationParams", "Classification", "CosmicRayParams", "Frame", "InstrumentSettings",
-    "MissingCalibrationError", "Parameters", "PhotometryParams", "Pipeline", "PluginManager", "ResampleParams",
+    "LostInputError", "MissingCalibrationError", "Parameters", "PhotometryParams", "Pipeline", "PluginManager", "ResampleParams",
     "RunOptions", "RunSummary", "SatelliteParams", "SkyParams", "StackParams", "Stage", "StepParams", "TruthCheck",
-    "atomic_write", "hookimpl", "instruments_hook", "settings_from_package", "simulate_instrument_night",
+    "atomic_write", "hookimpl", "input_frame", "input_header", "instruments_hook", "settings_from_package", "simulate_instrument_night",
 ]

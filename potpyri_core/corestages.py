@@ -21,6 +21,7 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from potpyri_core import stageinput
 from potpyri_core.catalogs.cache import CatalogUnavailableError
 from potpyri_core.catalogs.columns import at_epoch
 from potpyri_core.filelist import select, sort_night
@@ -51,6 +52,13 @@ STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSI
                           "ZPTCAT", "ZPTBAND", "ZPTCOLOR", "ZPTCTERM", "ZPTCZERO", "ZPTCSRC", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
                           "NINJECT", "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
+
+SKY_INPUT = ("FRMKEY",)
+"""Signature cards of the sky stage's input (the frames stage's product)."""
+ASTROMETRY_INPUT = ("FRMKEY", "SKYKEY")
+"""Signature cards of the astrometry stage's input (the sky stage's product)."""
+ALIGN_INPUT = ("FRMKEY", "SKYKEY", "ASTKEY", "ASTSTAT", "ASTREASN")
+"""Signature cards of the alignment's input (the astrometry stage's product)."""
 
 
 @dataclass(frozen=True)
@@ -267,8 +275,9 @@ def earlier_master_note(p: Pipeline, path: Path) -> str:
 
 # ----------------------------------------------------------------------------- sky
 def sky_job(ctx: JobContext, paths: list[Path], key: str) -> str:
-    """Subtract the sky shared by ``paths`` (one frame, or a dithered target) and flag trails."""
-    frames = [Frame.from_file(path) for path in paths]
+    """Subtract the sky shared by ``paths`` (one frame, or a dithered target) and flag trails,
+    starting from the frames stage's products (kept, so a re-run never subtracts twice)."""
+    frames = [stageinput.input_frame(path, "sky", SKY_INPUT, ("SKYKEY",)) for path in paths]
     if "potpyri_subtract_sky" not in ctx.skipped:
         frames = ctx.hooks.potpyri_subtract_sky(instrument=ctx.instrument, frames=frames, params=ctx.params.sky)
     messages = []
@@ -307,8 +316,9 @@ def run_sky(p: Pipeline) -> None:
 
 # ----------------------------------------------------------------------------- astrometry
 def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str:
-    """Solve one frame's WCS against the reference catalog at the frame's epoch."""
-    frame = Frame.from_file(path)
+    """Solve one frame's WCS against the reference catalog at the frame's epoch, starting from
+    the sky stage's product (its header kept, so a re-run never starts from its own solution)."""
+    frame = stageinput.input_header_frame(path, "astrometry", ASTROMETRY_INPUT, ("ASTKEY", "ASTSTAT"))
     mjd = float(frame.header.get("MJD-OBS", 51544.5))
     at_obs = reference.copy(copy_data=False)
     at_obs["ra"], at_obs["dec"] = at_epoch(reference, Time(mjd, format="mjd").jyear)
@@ -356,17 +366,42 @@ def run_astrometry(p: Pipeline) -> None:
             jobs.append((ctx, path, reference, key))
     for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
         p.record(name, ok, seconds, message)
-    # frame-to-frame alignment of each target's frames with all their detected sources (again
-    # only when one of its frames was solved in this run)
-    solved = {job[1] for job in jobs}
+    if p.params.astrometry.align_frames:
+        for group in p.science_groups().values():
+            run_align(p, [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()])
+
+
+def run_align(p: Pipeline, paths: list[Path]) -> None:
+    """Frame-to-frame alignment of one target's frames with all their detected sources.
+
+    Redone (from the astrometry products' headers, kept) when a frame's solution or the
+    parameters changed; every frame of the target gets the signature card ``ALNKEY``.
+    """
     params = p.params.astrometry
-    for group in p.science_groups().values() if params.align_frames else []:
-        paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
-        if not solved & set(paths):
-            continue
-        start = time.perf_counter()
-        for name, ok, message in align.align_workspace(paths, p.instrument, params, atomic_write):
-            p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
+    key = signature("align", [q.name for q in paths], [card(q, "ASTKEY") or card(q, "ASTREASN") for q in paths],
+                    params.model_dump())
+    if not paths or all(is_current(q, "ALNKEY", key, p.options.force) for q in paths):
+        return
+    start = time.perf_counter()
+    try:
+        headers = [stageinput.input_header(q, "align", ALIGN_INPUT, ("ALNKEY",)) for q in paths]
+    except stageinput.LostInputError as exc:
+        p.record(f"{paths[0].name} (aligned)", False, time.perf_counter() - start, str(exc))
+        return
+    written: set[Path] = set()
+
+    def write(hdul: fits.HDUList, path: Path) -> None:
+        hdul[0].header["ALNKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+        atomic_write(hdul, path)
+        written.add(path)
+
+    for name, ok, message in align.align_workspace(paths, p.instrument, params, write, headers):
+        p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
+    for path, header in zip(paths, headers, strict=True):
+        if path not in written:  # not moved by the alignment: the astrometry product, signed
+            with fits.open(path) as hdul:
+                rest = [h.copy() for h in hdul[1:]]
+                write(fits.HDUList([fits.PrimaryHDU(hdul[0].data, header), *rest]), path)
 
 
 # ----------------------------------------------------------------------------- stack
@@ -411,7 +446,8 @@ def run_stack(p: Pipeline) -> None:
                 raise RuntimeError("every frame failed its astrometry")
             headers = [fits.getheader(path) for path in paths]
             path = p.stack_path(group)
-            key = signature("stack", [h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY") for h in headers],
+            key = signature("stack", [[h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY"), h.get("ALNKEY")]
+                                      for h in headers],
                             p.params.resample.model_dump(), p.params.stack.model_dump(), p.options.fieldcenter,
                             p.options.out_size)
             if is_current(path, "STKKEY", key, p.options.force):

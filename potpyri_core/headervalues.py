@@ -5,17 +5,23 @@ astropy parses a card's value only when it is read, and an unparsable card
 ``VerifyError`` naming neither the file nor how to fix it. Every value the classification
 reads goes through this module instead: a missing, unparsable or impossible value raises
 :class:`HeaderValueError`, whose message names the file, the keyword and the value as
-written, so that file becomes BAD with that reason and the sort goes on.
+written, so that file becomes BAD with that reason and the sort goes on. An instrument's
+``header_rules`` (ranges, allowed values, patterns per keyword) are checked here too
+(:func:`check_rule`).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.io import fits
+
+if TYPE_CHECKING:
+    from potpyri_core.settings import HeaderRule
 
 MAX_BINNING = 64
 """Largest on-chip binning factor accepted."""
@@ -170,3 +176,57 @@ def binning(value: Any, keyword: str, file: str) -> str:
     if not all(1 <= f <= MAX_BINNING for f in factors):
         raise HeaderValueError(file, keyword, shown, f"binning factors must be 1..{MAX_BINNING}")
     return f"{factors[0]}x{factors[1]}"
+
+
+def check_rule(header: fits.Header, keyword: str, rule: HeaderRule, file: str, source: str = "") -> None:
+    """Check ``keyword``'s value against an instrument's rule (nothing when the card is absent).
+
+    Parameters
+    ----------
+    header : fits.Header
+        The classification header.
+    keyword : str
+        The keyword the rule is for.
+    rule : HeaderRule
+        Bounds, allowed values or pattern (``each``: every item of a list value).
+    file : str
+        Name of the raw file, for the message.
+    source : str
+        Where the rule comes from (e.g. the instrument's name), for the message.
+
+    Raises
+    ------
+    HeaderValueError
+        The value is unparsable, not a number where the rule bounds one, or breaks the rule;
+        the message names the file, the keyword, the value and what the rule expects.
+    """
+    value = raw_value(header, keyword, file)
+    if value is None:
+        return
+    shown = repr(printable(value)) if isinstance(value, str) else printable(str(value))
+    where = f" (header_rules.{keyword}{' of ' + source if source else ''})"
+    items = [v for v in re.split(r"[\sx,*]+", str(value).strip().lower()) if v] if rule.each else [value]
+    if not items:
+        raise HeaderValueError(file, keyword, shown, "expected a list of values" + where)
+    for item in items:
+        problem = _rule_problem(item, keyword, rule, file)
+        if problem:
+            raise HeaderValueError(file, keyword, shown, f"expected {problem}{where}")
+
+
+def _rule_problem(item: Any, keyword: str, rule: HeaderRule, file: str) -> str:
+    """What ``item`` fails of ``rule`` (empty when it passes)."""
+    if rule.numeric():
+        result = number(item, keyword, file)
+        bounds = [(rule.gt, ">", operator.gt), (rule.ge, ">=", operator.ge), (rule.lt, "<", operator.lt),
+                  (rule.le, "<=", operator.le)]
+        failed = [f"{sign} {bound:g}" for bound, sign, holds in bounds if bound is not None and not holds(result, bound)]
+        if rule.allowed and result not in [float(a) for a in rule.allowed]:
+            failed.append("one of " + ", ".join(f"{float(a):g}" for a in rule.allowed))
+        return " and ".join(failed)
+    value = text(item, keyword, file)
+    if rule.allowed and value.lower() not in [str(a).lower() for a in rule.allowed]:
+        return "one of " + ", ".join(str(a) for a in rule.allowed)
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+        return f"a value matching {rule.pattern!r}"
+    return ""

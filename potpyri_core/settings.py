@@ -530,6 +530,59 @@ class SimulationFormat(StrictModel):
     are cut as the reduction's own settings describe (no independent check of them)."""
 
 
+class HeaderRule(StrictModel):
+    """Values one raw header keyword may take (``[header_rules.EXPTIME]`` in the TOML).
+
+    A file whose value breaks the rule is BAD, the reason naming the file, the keyword, the
+    value and the rule; a file without the keyword is not checked by it (missing
+    classification keywords are reported by the classification itself). Numeric bounds make
+    the value a finite number; ``allowed`` and ``pattern`` check it as text.
+    """
+
+    gt: float | None = None
+    """The value must be greater than this."""
+    ge: float | None = None
+    """The value must be at least this."""
+    lt: float | None = None
+    """The value must be less than this."""
+    le: float | None = None
+    """The value must be at most this."""
+    allowed: list[str | float] | None = None
+    """The only values allowed: numbers compared as numbers, text case-insensitively."""
+    pattern: str | None = None
+    """Regular expression the whole (stripped) text value must match."""
+    each: bool = False
+    """The value is a list (``CCDSUM = '2 2'``, ``'2x2'``, ``'2,2'``): check every item."""
+    kinds: list[Literal["bias", "dark", "flat", "science", "spec"]] = []
+    """Frame types the rule applies to (empty: all)."""
+
+    @field_validator("allowed")
+    @classmethod
+    def _one_kind(cls, value: list[str | float] | None) -> list[str | float] | None:
+        if value and len({isinstance(v, str) for v in value}) > 1:
+            raise ValueError(f"allowed values {value} mix numbers and text")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
+
+    def numeric(self) -> bool:
+        """True when the rule bounds the value as a number."""
+        return any(bound is not None for bound in (self.gt, self.ge, self.lt, self.le)) or any(
+            not isinstance(v, str) for v in self.allowed or [])
+
+    def applies_to(self, kind: str) -> bool:
+        """True when the rule checks frames of type ``kind`` (``SCIENCE``, ``BIAS``, ...)."""
+        return not self.kinds or kind.lower() in self.kinds
+
+
 class HeaderWCS(StrictModel):
     """How to build a starting WCS from a raw header (the blind solver's first guess).
 
@@ -602,6 +655,8 @@ class InstrumentSettings(StrictModel):
     simulation: SimulationFormat | None = None
     header_wcs: HeaderWCS = HeaderWCS()
     """Starting WCS from the raw header (pointing, scale, position angle, distortion)."""
+    header_rules: dict[str, HeaderRule] = {}
+    """Keyword -> the values it may take: a raw file whose value breaks a rule is BAD."""
 
     @field_validator("params")
     @classmethod

@@ -118,7 +118,8 @@ def stars_hdu(stars: Table) -> fits.BinTableHDU:
 
 
 def align_workspace(paths: list[Path], instrument: InstrumentSettings, params: AstrometryParams,
-                    write: Callable[[fits.HDUList, Path], None]) -> list[tuple[str, bool, str]]:
+                    write: Callable[[fits.HDUList, Path], None],
+                    headers: list[fits.Header] | None = None) -> list[tuple[str, bool, str]]:
     """Align the solved workspace frames of one target and rewrite their WCS.
 
     Frames need the :data:`STARS_EXTENSION` written by the astrometry step; their ``ASTSTAT``
@@ -135,13 +136,16 @@ def align_workspace(paths: list[Path], instrument: InstrumentSettings, params: A
         Step parameters.
     write : callable
         ``write(hdul, path)`` writes a file atomically.
+    headers : list of fits.Header, optional
+        The frames' headers to align from (default the files' own): a re-run passes the
+        astrometry stage's headers, so it never starts from an earlier alignment.
 
     Returns
     -------
     list of tuple
         ``(file name, ok, message)`` per frame.
     """
-    headers = [fits.getheader(p) for p in paths]
+    headers = headers if headers is not None else [fits.getheader(p) for p in paths]
     usable = [i for i, p in enumerate(paths) if STARS_EXTENSION in _extensions(p)]
     if len(usable) < 2:
         return []
@@ -163,7 +167,7 @@ def align_workspace(paths: list[Path], instrument: InstrumentSettings, params: A
             results.append((path.name, alignment.index == reference or passed[alignment.index], alignment.message))
             continue
         frame = Frame.from_file(path)
-        header = frame.header
+        frame.header = header = headers[usable[alignment.index]].copy()
         previous = header.get("ASTBACK", "")
         solution = Solution(wcs=alignment.fit.wcs, n_matched=int(header.get("ASTNMAT", 0)),
                             rms_ra=float(header.get("RADISP", np.std(alignment.fit.residuals[:, 0]))),

@@ -293,5 +293,9 @@ def _classify(instrument: InstrumentSettings, header: Mapping[str, Any], path: P
     exptime = exposure_time(instrument, header, path, kind)
     if kind == "SCIENCE" and exptime < instrument.min_science_exptime:
         kind, reason = "BAD", f"exposure {exptime:g} s < {instrument.min_science_exptime:g} s (acquisition)"
+    if kind != "BAD":
+        for keyword, rule in instrument.header_rules.items():
+            if rule.applies_to(kind):
+                hv.check_rule(header, keyword, rule, path.name, instrument.name)
     return Classification(**base, filter=band, exptime=exptime, type=kind,
                           time=observation_mjd(instrument, header, path), reason=reason)
