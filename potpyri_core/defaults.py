@@ -150,10 +150,11 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
 
 @hookimpl(trylast=True)
 def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
-                      params: PhotometryParams) -> dict[str, Any]:
+                      params: PhotometryParams, apcor_mag_err: float) -> dict[str, Any]:
     """Default: clipped weighted mean of catalog minus instrumental magnitudes."""
     from potpyri_core.stages import photometry
-    return photometry.zero_point(sources, reference, band, params.sn_min, params.sn_max, params.match_arcsec)
+    return photometry.zero_point(sources, reference, band, params.sn_min, params.sn_max, params.match_arcsec,
+                                 apcor_mag_err)
 
 
 @hookimpl(trylast=True)
