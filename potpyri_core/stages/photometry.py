@@ -360,6 +360,11 @@ def aperture_photometry_stack(
     unless ``params.max_sources`` is set (then the brightest are kept and
     :attr:`ApertureResult.capped` says how many were dropped).
 
+    ``flux`` is the total flux (aperture sum times the aperture correction); ``flux_err``
+    and ``mag_err`` are its error: the aperture sum's (the stack variance, which carries the
+    photon noise of the master flat, times ``NOISECOR``) and the aperture correction's
+    (``apcor_err``, the same fraction of every flux) in quadrature.
+
     Parameters
     ----------
     data, variance, mask : ndarray
@@ -395,9 +400,11 @@ def aperture_photometry_stack(
                                            np.nan_to_num(elongation, nan=9.0))
     sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
     total = flux * apcor
+    # the error of a total flux: the aperture sum's and the aperture correction's
+    total_err = np.hypot(err * apcor, flux * apcor_err)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(total > 0, -2.5 * np.log10(total), np.nan)
-        mag_err = 1.0857 * err / flux
+        mag_err = 1.0857 * total_err / total
     near_sat = np.asarray(aperture_photometry(((mask & Bit.SATURATED) > 0).astype(float),
                                               CircularAperture(xy, r=radius + 1))["aperture_sum"]) > 0
     nearest, _ = cKDTree(xy).query(xy, k=2) if len(xy) > 1 else (np.full((len(xy), 2), np.inf), None)
@@ -407,7 +414,7 @@ def aperture_photometry_stack(
     table = Table(
         {
             "id": np.arange(1, len(xy) + 1), "x": xy[:, 0], "y": xy[:, 1], "ra": sky.ra.deg, "dec": sky.dec.deg,
-            "flux": total, "flux_err": err * apcor, "snr": snr, "det_snr": significance,
+            "flux": total, "flux_err": total_err, "snr": snr, "det_snr": significance,
             "mag_inst": mag, "mag_err": mag_err, "fwhm": src_fwhm, "elongation": elongation, "flags": flags,
         }
     )
@@ -482,7 +489,9 @@ def zero_point(
     match_arcsec : float
         Largest separation of a source and its catalog star.
     apcor_mag_err : float
-        Magnitude error of the aperture correction (:func:`apcor_mag_error`).
+        Magnitude error of the aperture correction (:func:`apcor_mag_error`), a part of every
+        source's ``mag_err`` (:func:`aperture_photometry_stack`): taken out of the weights and
+        added once to ``ZPTMUCER``.
 
     Returns
     -------
@@ -507,7 +516,8 @@ def zero_point(
     if ok.sum() < 3:
         raise ValueError(f"only {int(ok.sum())} stars matched the catalog within {match_arcsec} arcsec")
     delta = np.asarray(ref[column][idx[ok]]) - np.asarray(src["mag_inst"][ok])
-    err2 = np.asarray(src["mag_err"][ok]) ** 2
+    # the aperture-correction part of mag_err is common to every star: added once, below
+    err2 = np.asarray(src["mag_err"][ok]) ** 2 - apcor_mag_err**2
     if f"err_{band}" in ref.colnames:
         err2 = err2 + np.nan_to_num(np.asarray(ref[f"err_{band}"][idx[ok]]), nan=0.05) ** 2
     err2 = np.maximum(err2, 1e-6)

@@ -24,8 +24,10 @@ TRUE_ZP = 28.1
 N_REALISATIONS = 200
 
 
-def star_list(rng: np.random.Generator, floor: float, apcor_offset: float) -> tuple[Table, Table]:
-    """Measured sources and reference catalog of one realisation."""
+def star_list(rng: np.random.Generator, floor: float, apcor_offset: float, apcor_err: float = 0.0
+              ) -> tuple[Table, Table]:
+    """Measured sources and reference catalog of one realisation; ``mag_err`` includes
+    ``apcor_err`` as the aperture catalog's does."""
     n = 80
     ra = 150.1 + rng.uniform(-0.05, 0.05, n)
     dec = 2.2 + rng.uniform(-0.05, 0.05, n)
@@ -34,7 +36,8 @@ def star_list(rng: np.random.Generator, floor: float, apcor_offset: float) -> tu
     inst = mag - TRUE_ZP + rng.normal(0.0, mag_err) + rng.normal(0.0, floor, n) - apcor_offset
     inst[:4] += rng.uniform(-1.0, -0.5, 4)
     ref_mag = mag + rng.normal(0.0, 0.01, n)
-    sources = Table({"ra": ra, "dec": dec, "mag_inst": inst, "mag_err": mag_err, "snr": 1.0857 / mag_err,
+    sources = Table({"ra": ra, "dec": dec, "mag_inst": inst, "mag_err": np.hypot(mag_err, apcor_err),
+                     "snr": 1.0857 / mag_err,
                      "flags": np.zeros(n, int), "elongation": np.ones(n)})
     reference = Table({"ra": ra, "dec": dec, "mag_r": ref_mag, "err_r": np.full(n, 0.01)})
     return sources, reference
@@ -46,7 +49,7 @@ def test_zero_point_pulls_have_unit_spread(floor, apcor_err):
     rng = np.random.default_rng(11)
     pulls, parts = [], []
     for _ in range(N_REALISATIONS):
-        sources, reference = star_list(rng, floor, rng.normal(0.0, apcor_err))
+        sources, reference = star_list(rng, floor, rng.normal(0.0, apcor_err), apcor_err)
         out = zero_point(sources, reference, "r", apcor_mag_err=apcor_err)
         pulls.append((out["ZPTMAG"] - TRUE_ZP) / out["ZPTMUCER"])
         parts.append((out["ZPTSTAT"], out["ZPTAPCER"], out["ZPTMUCER"]))
