@@ -36,7 +36,9 @@ def figures(check: TruthCheck) -> Iterator[Line]:
     """Every figure of a reduced night with its limit."""
     h = check.header
     rms, n = check.astrometric_rms()
-    yield "astrometric RMS of isolated stack stars", f'{rms:.4f}" ({n} stars)', '<= 0.05"', rms <= 0.05
+    floor = check.astrometric_snr_floor()
+    yield ("astrometric RMS of isolated stack stars", f'{rms:.4f}" ({n} stars, S/N > {floor:.0f})', '<= 0.05"',
+           rms <= 0.05)
     for ccd, (east, north, count) in check.chip_offsets().items():
         yield f"stack - true offset, CCD {ccd}", f'{east:+.4f}" E, {north:+.4f}" N ({count})', "", None
     zp = check.zero_point_error()

@@ -49,8 +49,9 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 """Stack extensions written by the photometry stage (replaced, not kept, on a re-run)."""
 
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
-                          "ZPTCAT", "ZPTBAND", "ZPTCOLOR", "ZPTCTERM", "ZPTCZERO", "ZPTCSRC", "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ",
-                          "NINJECT", "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
+                          "ZPTSTAT", "ZPTAPCER", "ZPTCAT", "ZPTBAND", "ZPTCOLOR", "ZPTCTERM", "ZPTCZERO", "ZPTCSRC",
+                          "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ", "NINJECT",
+                          "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
 SKY_INPUT = ("FRMKEY",)
@@ -543,9 +544,14 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
                    f" (pass --catalog FILE with {band} magnitudes)")
     if reference is not None:
         zp = p.hooks.potpyri_zeropoint(instrument=p.instrument, band=band, sources=result.table, reference=reference,
-                                       params=params)
+                                       params=params,
+                                       apcor_mag_err=photometry.apcor_mag_error(result.apcor, result.apcor_err))
         h["ZPTMAG"] = (zp["ZPTMAG"], "m = -2.5 log10(e-/s) + ZPTMAG (AB)")
         h["ZPTMUCER"] = (zp["ZPTMUCER"], "zero point uncertainty (mag)")
+        if "ZPTSTAT" in zp:
+            h["ZPTSTAT"] = (zp["ZPTSTAT"], "ZPTMUCER part: star scatter and errors (mag)")
+        if "ZPTAPCER" in zp:
+            h["ZPTAPCER"] = (zp["ZPTAPCER"], "ZPTMUCER part: aperture correction (mag)")
         h["ZPTNSTAR"] = (zp["ZPTNSTAR"], "stars used for the zero point")
         h["ZPTCAT"] = (Path(str(reference.meta.get("source", "?"))).name[:60], "zero point catalog")
         for name, value in zp.items():

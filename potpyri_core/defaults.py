@@ -150,7 +150,7 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
 
 @hookimpl(trylast=True)
 def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table, reference: Table,
-                      params: PhotometryParams) -> dict[str, Any]:
+                      params: PhotometryParams, apcor_mag_err: float) -> dict[str, Any]:
     """Default: clipped weighted mean of the reference minus instrumental magnitudes, the
     reference put into the filter's system with the colour term the settings give
     (published, fixed or fitted); the term's header cards are returned as (value, comment)."""
@@ -158,7 +158,8 @@ def potpyri_zeropoint(instrument: InstrumentSettings, band: str, sources: Table,
     source = instrument.zeropoint.source_for(band, colourterms.field_dec(reference))
     term = colourterms.colour_term(sources, reference, band, source, params)
     filter_reference = colourterms.in_filter_system(reference, band, term)
-    zp = photometry.zero_point(sources, filter_reference, band, params.sn_min, params.sn_max, params.match_arcsec)
+    zp = photometry.zero_point(sources, filter_reference, band, params.sn_min, params.sn_max, params.match_arcsec,
+                               apcor_mag_err)
     return {**zp, **term.cards()}
 
 

@@ -197,13 +197,17 @@ def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: Pho
 
 @hookspec(firstresult=True)
 def potpyri_zeropoint(
-    instrument: InstrumentSettings, band: str, sources: Table, reference: Table, params: PhotometryParams
+    instrument: InstrumentSettings, band: str, sources: Table, reference: Table, params: PhotometryParams,
+    apcor_mag_err: float,
 ) -> dict[str, Any] | None:
     """Fit the zero point of a stack's sources against a reference catalog in ``band`` (AB).
 
-    Returns ``ZPTMAG``, ``ZPTMUCER``, ``ZPTNSTAR``; entries whose value is a ``(value,
-    comment)`` tuple are written to the stack header as they are (the core's default adds the
-    colour term's ZPTBAND, ZPTCOLOR, ZPTCTERM, ZPTCZERO, ZPTCSRC).
+    ``apcor_mag_err`` is the magnitude error of the aperture correction, common to every
+    source, to be included in ``ZPTMUCER``. Returns ``ZPTMAG``, ``ZPTMUCER``, ``ZPTNSTAR``
+    (and optionally ``ZPTSTAT``, ``ZPTAPCER``, the statistical and aperture-correction parts
+    of ``ZPTMUCER``); entries whose value is a ``(value, comment)`` tuple are written to the
+    stack header as they are (the core's default adds the colour term's ZPTBAND, ZPTCOLOR,
+    ZPTCTERM, ZPTCZERO, ZPTCSRC).
     """
 
 

@@ -91,14 +91,17 @@ def test_aperture_fluxes_match_truth(night):
 
 
 # Median |flux - true| / flux_err of N(0, 1) pulls is 0.674. Measured on this night (seed 7,
-# S/N > 50, isolated stars): 1.21 (apertures), 1.09 (PSF). Per S/N bin the photon errors hold
-# at S/N 20-50 (clipped pull RMS 1.15) but the fluxes are 0.3-0.5% low at every S/N (median
-# pull -0.4 to -3.6) with a ~0.5% scatter floor beyond the photon noise: a flux bias and a
-# systematic term, not the error propagation: on a synthetic stack with photon noise only the
-# same photometry gives 0.73 (apertures) and 0.75 (PSF) (tests/unit/test_photometry.py).
-# Strict: passes -> remove the mark.
-PULL_XFAIL = pytest.mark.xfail(strict=True, reason="fluxes 0.3-0.5% low with a ~0.5% systematic floor: "
-                               "median |pull| 1.21 (aperture), 1.09 (PSF) instead of 0.674")
+# S/N > 50, isolated stars; session 4): 0.99 (apertures), 0.98 (PSF), fluxes unbiased (median
+# flux/truth 1.0004, 0.9993). Not the aperture correction (its error, 0.04%, is now in
+# flux_err) and not a constant floor: the excess scales with the error (aperture pull robust
+# std 1.14 at S/N 20-50, 1.37 at 50-100, 1.45 at 100-200, 2.4 above 500). The calibrated
+# frames are right: sums of the same stars in a workspace frame (3 FWHM) have pull robust std
+# 0.82-1.19 at S/N 20-200, the stack's sums with ERROR x sqrt(NOISECOR) 1.45-1.68: resampling
+# and combining make a star's flux noisier than the stack's ERROR and the blank-sky NOISECOR
+# say. On a synthetic stack with photon noise only the same photometry gives 0.73 (apertures)
+# and 0.75 (PSF) (tests/unit/test_photometry.py). Strict: passes -> remove the mark.
+PULL_XFAIL = pytest.mark.xfail(strict=True, reason="stack errors of stars too small above S/N 50 (pulls of frame "
+                               "sums are N(0,1)): median |pull| 0.99 (aperture), 0.98 (PSF) instead of 0.674")
 
 
 def test_master_flat_matches_the_true_flat_and_flags_dead_columns(night):

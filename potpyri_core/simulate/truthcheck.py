@@ -107,9 +107,22 @@ class TruthCheck:
         return WCS(fits.Header.fromstring(frame["true_wcs_header"], sep="\n"))
 
     # ------------------------------------------------------------------ figures
-    def astrometric_rms(self, table: str = "APPPHOT", snr_min: float = 20.0) -> tuple[float, int]:
-        """RMS (arcsec) of stack positions minus true positions of isolated stars, and how many."""
-        measured, true = self._matched_isolated(table, snr_min)
+    def astrometric_snr_floor(self, snr_min: float = 20.0, max_centroid_error: float = 0.02) -> float:
+        """Lowest S/N of a star in :meth:`astrometric_rms`: ``snr_min`` or the S/N at which the
+        expected centroid error per axis, ``SEEING / (2.35 S/N)``, is ``max_centroid_error``
+        (arcsec), whichever is higher (S/N 38 in 1.8" seeing, 17 in 0.8")."""
+        return max(snr_min, float(self.header["SEEING"]) / (2.35 * max_centroid_error))
+
+    def astrometric_rms(self, table: str = "APPPHOT", snr_min: float = 20.0, max_centroid_error: float = 0.02
+                        ) -> tuple[float, int]:
+        """RMS (arcsec) of stack positions minus true positions of isolated stars, and how many.
+
+        Only stars whose expected centroid error is below ``max_centroid_error`` count
+        (:meth:`astrometric_snr_floor`), so that the figure measures the WCS, not the
+        centroid noise of faint stars in poor seeing: on the simulated BINOSPEC stack (1.8")
+        the RMS is 0.078" at S/N 20-40 and 0.023" at 80-200 with CCD offsets below 0.001".
+        """
+        measured, true = self._matched_isolated(table, self.astrometric_snr_floor(snr_min, max_centroid_error))
         dra, ddec = measured.spherical_offsets_to(true)
         return math.sqrt(float(np.mean(dra.arcsec**2 + ddec.arcsec**2))), len(true)
 
@@ -284,7 +297,8 @@ class TruthCheck:
         """Every figure, for printing."""
         rms, n_astro = self.astrometric_rms()
         return {
-            "astrometric RMS of isolated stack stars (arcsec)": (round(rms, 4), n_astro),
+            "astrometric RMS of isolated stack stars (arcsec, n, S/N floor)": (round(rms, 4), n_astro,
+                                                                              round(self.astrometric_snr_floor(), 1)),
             "stack - true offset per CCD (east, north arcsec, n)": {
                 k: (round(v[0], 4), round(v[1], 4), v[2]) for k, v in self.chip_offsets().items()},
             "ZPTMAG - true zero point (mag)": round(self.zero_point_error(), 4),

@@ -21,7 +21,7 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.psf import fit_fwhm
 from photutils.segmentation import detect_sources
 from scipy import ndimage
-from scipy.optimize import curve_fit
+from scipy.optimize import brentq, curve_fit
 from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
@@ -360,6 +360,11 @@ def aperture_photometry_stack(
     unless ``params.max_sources`` is set (then the brightest are kept and
     :attr:`ApertureResult.capped` says how many were dropped).
 
+    ``flux`` is the total flux (aperture sum times the aperture correction); ``flux_err``
+    and ``mag_err`` are its error: the aperture sum's (the stack variance, which carries the
+    photon noise of the master flat, times ``NOISECOR``) and the aperture correction's
+    (``apcor_err``, the same fraction of every flux) in quadrature.
+
     Parameters
     ----------
     data, variance, mask : ndarray
@@ -395,9 +400,11 @@ def aperture_photometry_stack(
                                            np.nan_to_num(elongation, nan=9.0))
     sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
     total = flux * apcor
+    # the error of a total flux: the aperture sum's and the aperture correction's
+    total_err = np.hypot(err * apcor, flux * apcor_err)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(total > 0, -2.5 * np.log10(total), np.nan)
-        mag_err = 1.0857 * err / flux
+        mag_err = 1.0857 * total_err / total
     near_sat = np.asarray(aperture_photometry(((mask & Bit.SATURATED) > 0).astype(float),
                                               CircularAperture(xy, r=radius + 1))["aperture_sum"]) > 0
     nearest, _ = cKDTree(xy).query(xy, k=2) if len(xy) > 1 else (np.full((len(xy), 2), np.inf), None)
@@ -407,18 +414,67 @@ def aperture_photometry_stack(
     table = Table(
         {
             "id": np.arange(1, len(xy) + 1), "x": xy[:, 0], "y": xy[:, 1], "ra": sky.ra.deg, "dec": sky.dec.deg,
-            "flux": total, "flux_err": err * apcor, "snr": snr, "det_snr": significance,
+            "flux": total, "flux_err": total_err, "snr": snr, "det_snr": significance,
             "mag_inst": mag, "mag_err": mag_err, "fwhm": src_fwhm, "elongation": elongation, "flags": flags,
         }
     )
     return ApertureResult(table, fwhm, radius, apcor, apcor_err, empty_sigma, correlation, capped=capped)
 
 
+def apcor_mag_error(apcor: float, apcor_err: float) -> float:
+    """Magnitude error that an aperture-correction error puts on every total magnitude
+    (``2.5 / ln 10 * apcor_err / apcor``; 0 for a non-positive ``apcor``)."""
+    return float(2.5 / np.log(10.0) * apcor_err / apcor) if apcor > 0 else 0.0
+
+
+def weighted_mean_with_floor(values: np.ndarray, err2: np.ndarray) -> tuple[float, float]:
+    """Weighted mean of values whose scatter may exceed their errors, and its standard error.
+
+    A common extra variance ``s2`` (a systematic floor: flat-field structure, catalog errors
+    that are too small) is added to every ``err2`` until the reduced chi-square of the mean
+    is 1 (the Paule-Mandel estimator; ``s2 = 0`` when the errors already explain the
+    scatter). Scaling the error of a mean weighted by ``1 / err2`` by the chi-square instead
+    keeps the bright stars' too-large weights and underestimates the error (pull spread 1.3
+    with a 0.03 mag floor, tests/unit/test_zero_point_uncertainty.py).
+
+    Parameters
+    ----------
+    values, err2 : ndarray
+        The values and their variances (positive), at least 2.
+
+    Returns
+    -------
+    mean, error : float
+    """
+
+    def mean(s2: float) -> tuple[float, np.ndarray]:
+        w = 1.0 / (err2 + s2)
+        return float(np.sum(w * values) / np.sum(w)), w
+
+    def excess(s2: float) -> float:
+        m, w = mean(s2)
+        return float(np.sum(w * (values - m) ** 2)) - (values.size - 1)
+
+    s2 = 0.0
+    if values.size > 1 and excess(0.0) > 0:
+        # at s2 = sum of squares / (n - 1) the chi-square is below n - 1 for any err2 > 0
+        s2 = float(brentq(excess, 0.0, float(np.sum((values - values.mean()) ** 2)) / (values.size - 1)))
+    m, w = mean(s2)
+    return m, float(np.sqrt(1.0 / np.sum(w)))
+
+
 def zero_point(
     sources: Table, reference: Table, band: str, sn_min: float = 10.0, sn_max: float = 500.0,
-    match_arcsec: float = 1.0,
+    match_arcsec: float = 1.0, apcor_mag_err: float = 0.0,
 ) -> dict[str, float]:
     """Zero point from stars matched to a reference catalog.
+
+    The zero point is the weighted mean of catalog minus instrumental magnitudes
+    (:func:`weighted_mean_with_floor`), clipped at 3 robust sigma (or 3 times a star's own
+    error, whichever is larger) until the kept set no longer changes. Its statistical error is
+    that of the weighted mean of the final kept set, with a common floor added to the stars'
+    errors when they scatter more than the errors say. The aperture-correction error shifts
+    every total magnitude alike, so it does not average down and is added in quadrature.
 
     Parameters
     ----------
@@ -430,11 +486,19 @@ def zero_point(
         Band of the stack.
     sn_min, sn_max : float
         S/N range of the stars used (faint: noisy; bright: possibly non-linear).
+    match_arcsec : float
+        Largest separation of a source and its catalog star.
+    apcor_mag_err : float
+        Magnitude error of the aperture correction (:func:`apcor_mag_error`), a part of every
+        source's ``mag_err`` (:func:`aperture_photometry_stack`): taken out of the weights and
+        added once to ``ZPTMUCER``.
 
     Returns
     -------
     dict
-        ``ZPTMAG``, ``ZPTMUCER`` (uncertainty of the zero point), ``ZPTNSTAR``, ``ZPTSCAT``.
+        ``ZPTMAG``, ``ZPTMUCER`` (total uncertainty of the zero point), ``ZPTSTAT`` (its
+        statistical part), ``ZPTAPCER`` (its aperture-correction part), ``ZPTNSTAR``,
+        ``ZPTSCAT`` (robust scatter of the kept stars).
     """
     column = f"mag_{band}"
     if column not in reference.colnames:
@@ -452,21 +516,25 @@ def zero_point(
     if ok.sum() < 3:
         raise ValueError(f"only {int(ok.sum())} stars matched the catalog within {match_arcsec} arcsec")
     delta = np.asarray(ref[column][idx[ok]]) - np.asarray(src["mag_inst"][ok])
-    err2 = np.asarray(src["mag_err"][ok]) ** 2
+    # the aperture-correction part of mag_err is common to every star: added once, below
+    err2 = np.asarray(src["mag_err"][ok]) ** 2 - apcor_mag_err**2
     if f"err_{band}" in ref.colnames:
         err2 = err2 + np.nan_to_num(np.asarray(ref[f"err_{band}"][idx[ok]]), nan=0.05) ** 2
-    w = 1.0 / np.maximum(err2, 1e-6)
+    err2 = np.maximum(err2, 1e-6)
     keep = np.ones(delta.size, bool)
-    for _ in range(5):
-        zp = float(np.sum(w[keep] * delta[keep]) / np.sum(w[keep]))
+    for _ in range(10):
+        zp, stat = weighted_mean_with_floor(delta[keep], err2[keep])
         scatter = 1.4826 * float(np.median(np.abs(delta[keep] - zp)))
         new = np.abs(delta - zp) < np.maximum(3.0 * scatter, 3.0 * np.sqrt(err2))
-        if (new == keep).all():
+        if (new == keep).all() or new.sum() < 3:
             break
         keep = new
+    # every figure from the final kept set
+    zp, stat = weighted_mean_with_floor(delta[keep], err2[keep])
+    scatter = 1.4826 * float(np.median(np.abs(delta[keep] - zp)))
     n = int(keep.sum())
-    uncertainty = float(max(np.sqrt(1.0 / np.sum(w[keep])), scatter / np.sqrt(n)))
-    return {"ZPTMAG": zp, "ZPTMUCER": uncertainty, "ZPTNSTAR": n, "ZPTSCAT": scatter}
+    return {"ZPTMAG": zp, "ZPTMUCER": float(np.hypot(stat, apcor_mag_err)), "ZPTSTAT": stat,
+            "ZPTAPCER": float(apcor_mag_err), "ZPTNSTAR": n, "ZPTSCAT": scatter}
 
 
 def limiting_magnitudes(zp: float, empty_sigma: float, apcor: float) -> dict[str, float]:

@@ -60,7 +60,7 @@ def test_a_plugin_without_instruments_applies_to_every_instrument():
     pm = PluginManager(extra_plugins=[potpyri_gemini, Everywhere()], use_entry_points=False)
     for name in ("GMOS-N", "F2"):
         zp = pm.for_instrument(name).potpyri_zeropoint(instrument=pm.instrument(name), band="r", sources=None,
-                                                       reference=None, params=None)
+                                                       reference=None, params=None, apcor_mag_err=0.0)
         assert zp["ZPTMAG"] == 30.0
 
 
