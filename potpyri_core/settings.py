@@ -284,8 +284,9 @@ class CalibrationRule(StrictModel):
     """How the frames of one calibration kind are grouped into masters and matched to the
     frames they calibrate."""
 
-    keys: list[Literal["amp", "binning", "filter"]]
-    """File-list columns that must agree between a master and the frame it calibrates."""
+    keys: list[Literal["amp", "binning", "filter", "coadds"]]
+    """File-list columns that must agree between a master and the frame it calibrates
+    (``coadds``: the number of coadds, ``detector.coadds_keyword``)."""
     exptime: Literal["any", "exact", "nearest", "scale"] = "any"
     """``any``: exposure time does not matter (bias, flat); ``exact``: masters per exposure
     time, only an equal one is used; ``nearest``: masters per exposure time, the nearest is
