@@ -6,7 +6,7 @@ from pathlib import Path
 
 from astropy.table import Table
 
-from potpyri_core.catalogs.columns import bands, normalise
+from potpyri_core.catalogs.columns import bands, normalise, twomass_y
 
 
 def read_catalog_file(path: Path) -> Table:
@@ -69,6 +69,8 @@ class LocalCatalog:
             When the file's magnitudes in ``band`` are Vega and no offset is known.
         """
         for table in self.tables:
+            if f"mag_{band}" not in table.colnames and band == "Y":
+                table = twomass_y(table) or table  # Y made from 2MASS J and H
             if f"mag_{band}" not in table.colnames:
                 continue
             if band in table.meta.get("vega_bands", []):
