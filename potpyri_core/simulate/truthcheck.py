@@ -149,10 +149,13 @@ class TruthCheck:
 
     def m5_truth(self, sky_frames: float | None = None) -> float:
         """5-sigma point-source limit from first principles for the stack's aperture, where
-        every science frame contributes.
+        the stack has its full depth.
 
         Sky + read noise per native pixel and frame, averaged over the frames, summed over
-        the aperture, divided by the true Moffat PSF's enclosed fraction in that aperture.
+        the aperture, divided by the true Moffat PSF's enclosed fraction in that aperture,
+        for the number of frames where the stack measured its depth (``DEPTHNFR``; without
+        it, every science frame): frames left out of the stack (a failed astrometry) do
+        not deepen it.
 
         Parameters
         ----------
@@ -170,7 +173,8 @@ class TruthCheck:
         if sky_frames:
             pixel_var *= 1.0 + 1.0 / sky_frames
         radius = self.header["APRAD"]
-        sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / len(frames)) / exptime
+        n_frames = int(self.header.get("DEPTHNFR") or len(frames))
+        sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / n_frames) / exptime
         enclosed = moffat_fraction_within(radius, self.truth["moffat_alpha_px"], self.truth["moffat_beta"])
         return self.truth["zeropoint"] - 2.5 * math.log10(5 * sigma_ap / enclosed)
 
