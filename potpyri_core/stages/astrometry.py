@@ -227,9 +227,23 @@ def pixel_scale(wcs: WCS) -> float:
     return float(np.sqrt(abs(np.linalg.det(cd)))) * 3600.0
 
 
+def covered_area(plane: np.ndarray, cone_area: float, frame_area: float) -> float:
+    """Area (arcsec^2) a catalog really covers in the search cone: its bounding box (a file
+    cut to the field covers less than the cone), at most the cone, at least the frame."""
+    box = float(np.prod(np.ptp(plane, axis=0))) if len(plane) > 2 else 0.0
+    return min(cone_area, max(box, frame_area))
+
+
 def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndarray, mag: np.ndarray,
                   start: WCS, shape: tuple[int, int], params: AstrometryParams) -> tuple[WCS, float]:
     """Blind solution from the catalog cone around the starting pointing (no index files).
+
+    The catalog is cut to about as many stars per frame area as the brightest detections
+    used; its density is first counted over the area it covers (:func:`covered_area`), then,
+    when that fails, over the whole cone (a deeper catalog: the stars the brightest
+    detections are may not be the catalog's brightest, e.g. saturated ones left out). Each
+    depth is tried with the ``pattern_sources`` brightest detections and again with twice
+    as many and more neighbours.
 
     Parameters
     ----------
@@ -264,16 +278,21 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
     cone = cone[np.argsort(mag[cone], kind="stable")]
     frame_area = nx * ny * scale**2
     cone_area = np.pi * radius**2
-    expected_in_frame = len(cone) * frame_area / cone_area
     cd = start.wcs.cd * 3600.0
     max_rotation = None if params.max_rotation_deg == "any" else float(params.max_rotation_deg)
     brightest = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind="stable")
-    # a second, larger attempt (twice the stars, more neighbours) when the brightest stars of
-    # the two lists differ too much (saturated or blended stars, a wrong FWHM guess)
-    for attempt, (sources, neighbours) in enumerate([(params.pattern_sources, params.pattern_neighbours),
-                                                     (2 * params.pattern_sources, params.pattern_neighbours + 3)]):
+    attempts = [(area, sources, neighbours) for area in dict.fromkeys([covered_area(plane[cone], cone_area, frame_area),
+                                                                       cone_area])
+                for sources, neighbours in [(params.pattern_sources, params.pattern_neighbours),
+                                            (2 * params.pattern_sources, params.pattern_neighbours + 3)]]
+    tried: set[tuple[int, int, int]] = set()
+    for attempt, (area, sources, neighbours) in enumerate(attempts):
+        expected_in_frame = len(cone) * frame_area / area
         n_source = int(np.clip(round(1.5 * min(expected_in_frame, sources)), 8, sources))
-        use = cone[: int(1.2 * sources * cone_area / frame_area)] if expected_in_frame > sources else cone
+        use = cone[: int(1.2 * sources * area / frame_area)] if expected_in_frame > sources else cone
+        if (n_source, len(use), neighbours) in tried:
+            continue
+        tried.add((n_source, len(use), neighbours))
         source = focal_offsets(start, xy[brightest[:n_source]]) @ cd.T
         try:
             match = match_points(source, plane[use], scale=1.0, scale_tolerance=params.scale_tolerance,
@@ -283,7 +302,7 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
                                  min_matched=params.min_matched)
             break
         except NoMatchError:
-            if attempt or (n_source >= len(xy) and len(use) == len(cone)):
+            if attempt == len(attempts) - 1:
                 raise
     transform = match.transform
     wcs = start.deepcopy()
