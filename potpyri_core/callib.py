@@ -22,7 +22,12 @@ from potpyri_core.stages.calibrate import MissingCalibrationError
 KIND_ORDER = ("bias", "dark", "flat")
 """Masters are built in this order: darks are bias-subtracted, flats bias- and dark-subtracted."""
 
-_COLUMN = {"amp": "Amp", "binning": "Binning", "filter": "Filter"}
+_COLUMN = {"amp": "Amp", "binning": "Binning", "filter": "Filter", "coadds": "Coadds"}
+
+
+def _name(parts: Any) -> str:
+    """Group name from key values (``3 coadds`` -> ``3coadds``)."""
+    return "_".join(part.replace(" ", "") for part in parts)
 
 
 def _exp(row: Any) -> float:
@@ -52,14 +57,16 @@ class CalibrationLibrary:
         return self.instrument.calibrations.rules[kind]
 
     def _keys(self, kind: str, row: Any) -> tuple[str, ...]:
-        return tuple(str(row[_COLUMN[k]]) for k in self.rule(kind).keys)
+        return tuple(f"{int(row['Coadds'])} coadds" if k == "coadds" else str(row[_COLUMN[k]])
+                     for k in self.rule(kind).keys)
 
     def group_name(self, kind: str, row: Any) -> str:
-        """Name of the calibration group of a frame of ``kind`` (``12_2x2``, ``30s_1_1x1``)."""
+        """Name of the calibration group of a frame of ``kind`` (``12_2x2``, ``30s_1_1x1``,
+        ``10s_H2RG_1x1_3coadds``)."""
         parts = list(self._keys(kind, row))
         if self.rule(kind).exptime in ("exact", "nearest"):
             parts.insert(0, f"{_exp(row):g}s")
-        return "_".join(parts)
+        return _name(parts)
 
     def master_path(self, kind: str, group: str) -> Path:
         """Path of a master (POTPyRI layout ``red/cals/m<kind>_<group>.fits``)."""
@@ -102,7 +109,7 @@ class CalibrationLibrary:
         for row in self.table[self.table["Type"] == "SCIENCE"]:
             if self._keys(kind, row) not in covered:  # no frames at all: reported when building
                 needed.setdefault(self.group_name(kind, row) if self.rule(kind).exptime == "any"
-                                  else "_".join(self._keys(kind, row)), [])
+                                  else _name(self._keys(kind, row)), [])
         return needed
 
     def match(self, kind: str, row: Any) -> Path:
@@ -124,7 +131,7 @@ class CalibrationLibrary:
             candidates = [c for c in candidates if c[0] < 1e-3]
         if candidates:
             return min(candidates, key=lambda c: (c[0], c[1]))[2]
-        wanted = ", ".join(f"{k} {v}" for k, v in zip(rule.keys, keys, strict=True))
+        wanted = ", ".join(v if k == "coadds" else f"{k} {v}" for k, v in zip(rule.keys, keys, strict=True))
         if rule.exptime in ("exact", "nearest"):
             wanted = f"{_exp(row):g} s, {wanted}"
         present = sorted({f"{_exp(rows[0]):g} s ({', '.join(self._keys(kind, rows[0]))})"

@@ -51,7 +51,7 @@ PHOTOMETRY_EXTENSIONS = ("APPPHOT", "PSFPHOT", "PSFSTARS", "PSF", "RESIDUAL")
 STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSIG", "ZPTMAG", "ZPTMUCER", "ZPTNSTAR",
                           "ZPTSTAT", "ZPTAPCER", "ZPTCAT", "ZPTBAND", "ZPTCOLOR", "ZPTCTERM", "ZPTCZERO", "ZPTCSRC",
                           "M3SIGMA", "M5SIGMA", "M10SIGMA", "PHOTSTAT", "PHOKEY", "M5INJ", "MC50INJ", "NINJECT",
-                          "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC")
+                          "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC", "DEPTHNFR", "DEPTHFRC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
 SKY_INPUT = ("FRMKEY",)
@@ -521,6 +521,8 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
     frame = Frame.from_file(path)
     with fits.open(path) as hdul:
         extras = [h.copy() for h in hdul[3:] if h.name not in PHOTOMETRY_EXTENSIONS]
+        if "NFRAMES" in hdul:
+            frame.meta["nframes"] = np.array(hdul["NFRAMES"].data)
     scale = float(np.sqrt(abs(np.linalg.det(frame.wcs.pixel_scale_matrix)))) * 3600.0
     params = p.params.photometry
     h = frame.header
@@ -533,6 +535,8 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
     h["APCOR"] = (result.apcor, f"aperture correction to {photometry.APCOR_RADIUS_FWHM:g} FWHM")
     h["NOISECOR"] = (result.noise_correlation, "empty-aperture var / summed pixel var")
     h["SKYSIG"] = (float(np.median(np.sqrt(frame.variance[(frame.mask & 0xFF) == 0]))), "median ERROR (e-/s)")
+    h["DEPTHNFR"] = (result.depth_frames, "frames where the depth (M*SIGMA) was measured")
+    h["DEPTHFRC"] = (round(result.depth_fraction, 4), "fraction of the stack area with DEPTHNFR frames")
     message = f"{len(result.table)} sources, FWHM {result.fwhm * scale:.2f}\""
     problem = ""
     try:
@@ -563,7 +567,7 @@ def photometry_one(p: Pipeline, path: Path, band: str, catalog: Any, key: str) -
         if getattr(result, "psf_table", None) is not None:
             sourcecat.calibrate(result.psf_table, zp["ZPTMAG"], sourcecat.PSF_INVALID)
         h["LIMDEFA"] = (("M3/M5/M10SIGMA = ZPTMAG - 2.5 log10(k * APCOR * sigma of sums in empty apertures"
-                        " of radius APRAD on blank sky)"), "analytic limits")
+                        " of radius APRAD on blank sky where DEPTHNFR frames contribute)"), "analytic limits")
         message += f", ZP {zp['ZPTMAG']:.3f}±{zp['ZPTMUCER']:.3f} ({zp['ZPTNSTAR']} stars), m5 {h['M5SIGMA']:.2f}"
         message += injection_cards(frame, result, zp["ZPTMAG"], params)
     table_hdu = sourcecat.catalog_hdu(result.table, "APPPHOT", sourcecat.APERTURE_INVALID, detection_cards(result, params))

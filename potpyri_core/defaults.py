@@ -139,11 +139,13 @@ def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: S
 @hookimpl(trylast=True)
 def potpyri_photometry(instrument: InstrumentSettings, stack: Frame, params: PhotometryParams
                        ) -> ApertureResult:
-    """Default: aperture photometry with an aperture correction and empty-aperture depth, then
+    """Default: aperture photometry with an aperture correction and empty-aperture depth (where
+    all frames contribute, from ``stack.meta["nframes"]`` when the stack has it), then
     PSF photometry with an ePSF built from the stack's stars (skipped, with a warning, when
     too few stars qualify)."""
     from potpyri_core.stages import photometry, psfphot
-    result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, params)
+    result = photometry.aperture_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, params,
+                                                  nframes=stack.meta.get("nframes"))
     return psfphot.psf_photometry_stack(stack.data, stack.variance, stack.mask, stack.wcs, result,
                                         max_shift_fwhm=params.psf_max_shift_fwhm)
 

@@ -172,10 +172,10 @@ def to_table(rows: Iterable[Classification]) -> Table:
     data: dict[str, list] = {c: [] for c in COLUMNS}
     for r in rows:
         values = [r.file, r.target, r.targtype, r.filter, r.amp, r.binning, round(r.exptime, 3), r.type,
-                  r.caltype, round(r.time, 6), r.reason or "-"]
+                  r.caltype, round(r.time, 6), r.reason or "-", r.coadds]
         for column, value in zip(COLUMNS, values, strict=True):
             data[column].append(value)
-    table = Table(data, dtype=[str, str, str, str, str, str, float, str, str, float, str])
+    table = Table(data, dtype=[str, str, str, str, str, str, float, str, str, float, str, int])
     if len(table):
         table.sort(["Type", "Time", "File"])
     return table

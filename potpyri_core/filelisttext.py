@@ -24,8 +24,12 @@ import numpy as np
 from astropy.io import ascii
 from astropy.table import MaskedColumn, Table
 
-COLUMNS = ["File", "Target", "TargType", "Filter", "Amp", "Binning", "Exp", "Type", "CalType", "Time", "Reason"]
+COLUMNS = ["File", "Target", "TargType", "Filter", "Amp", "Binning", "Exp", "Type", "CalType", "Time", "Reason",
+           "Coadds"]
 FLOAT_COLUMNS = ("Exp", "Time")
+INT_COLUMNS = ("Coadds",)
+OPTIONAL_COLUMNS = {"Reason": "-", "Coadds": 1}
+"""Columns a list may lack (POTPyRI's lists and lists written before the column): their value."""
 NOTE = ("potpyri file list: one row per raw file. Edit Type (SCIENCE, FLAT, BIAS, DARK, SPEC, BAD) and rerun"
         " with --no-redo-sort. Text values are quoted; \\xNN, \\uNNNN are control characters or edge blanks, \\\\"
         " a backslash.")
@@ -66,6 +70,8 @@ def _field(value: object, column: str) -> str:
     writer = csv.writer(buf, delimiter=" ", quotechar='"', quoting=csv.QUOTE_ALL, lineterminator="")
     if column in FLOAT_COLUMNS:
         return repr(float(value))
+    if column in INT_COLUMNS:
+        return str(int(value))
     writer.writerow([escape(str(value))])
     return buf.getvalue()
 
@@ -102,13 +108,18 @@ def read_file_list(path: Path) -> Table:
         table = Table.read(path, format="ascii.ecsv")
     else:  # values of the old format never contain blanks
         table = ascii.read(path, format="basic", delimiter=" ", guess=False)
-    missing = [c for c in COLUMNS[:-1] if c not in table.colnames]
+    missing = [c for c in COLUMNS if c not in table.colnames and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"{path}: not a potpyri file list, missing columns {', '.join(missing)}")
+    for column, value in OPTIONAL_COLUMNS.items():
+        if column not in table.colnames:
+            table[column] = [value] * len(table)
     for column in table.colnames:
         col = table[column]
         if column in FLOAT_COLUMNS:
             table[column] = np.asarray(col.filled(np.nan) if isinstance(col, MaskedColumn) else col, dtype=float)
+        elif column in INT_COLUMNS:
+            table[column] = np.asarray(col.filled(1) if isinstance(col, MaskedColumn) else col, dtype=int)
         else:
             values = col.filled("") if isinstance(col, MaskedColumn) else col
             table[column] = [unescape(str(v)) for v in values] if len(values) else np.array([], dtype=str)

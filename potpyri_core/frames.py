@@ -30,6 +30,8 @@ class Classification:
     """MJD of the start of the exposure (NaN when unknown)."""
     reason: str = ""
     """Why a file is BAD or SPEC."""
+    coadds: int = 1
+    """Coadds summed into the file (``detector.coadds_keyword``; 1 without)."""
 
     @property
     def targtype(self) -> str:
@@ -42,7 +44,8 @@ class Classification:
         if self.type == "BIAS":
             return f"bias_{self.amp}_{self.binning}"
         if self.type == "DARK":
-            return f"dark_{self.exptime:g}_{self.amp}_{self.binning}"
+            coadds = f"_{self.coadds}coadds" if self.coadds > 1 else ""
+            return f"dark_{self.exptime:g}{coadds}_{self.amp}_{self.binning}"
         if self.type in ("FLAT", "SCIENCE"):
             prefix = "flat" if self.type == "FLAT" else "sci"
             return f"{prefix}_{self.filter}_{self.amp}_{self.binning}"

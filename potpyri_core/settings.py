@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from potpyri_core.catalogs.columns import TWOMASS_VEGA_TO_AB
+from potpyri_core.catalogs.columns import TWOMASS_VEGA_TO_AB, Y_VEGA_TO_AB
 
 FRAME_TYPES = ("BAD", "SPEC", "BIAS", "DARK", "FLAT", "SCIENCE")
 """Frame types in the order their rules are tried; the first that matches wins."""
@@ -339,9 +339,10 @@ class ZeroPointCatalogs(StrictModel):
     south: dict[str, ZeroPointSource] = {}
     """Band -> source, south of ``south_limit_dec`` (falls back to north)."""
     south_limit_dec: float = -30.0
-    vega_to_ab: dict[str, float] = Field(default_factory=lambda: dict(TWOMASS_VEGA_TO_AB))
+    vega_to_ab: dict[str, float] = Field(default_factory=lambda: {**TWOMASS_VEGA_TO_AB, "Y": Y_VEGA_TO_AB})
     """Offsets added to Vega catalog magnitudes to make them AB; default the 2MASS offsets
-    (:data:`potpyri_core.catalogs.columns.TWOMASS_VEGA_TO_AB`)."""
+    (:data:`potpyri_core.catalogs.columns.TWOMASS_VEGA_TO_AB`) and the VISTA Y offset for Y
+    made from 2MASS J and H (:data:`~potpyri_core.catalogs.columns.Y_VEGA_TO_AB`)."""
 
     @field_validator("north", "south", mode="before")
     @classmethod
@@ -376,8 +377,9 @@ class CalibrationRule(StrictModel):
     """How the frames of one calibration kind are grouped into masters and matched to the
     frames they calibrate."""
 
-    keys: list[Literal["amp", "binning", "filter"]]
-    """File-list columns that must agree between a master and the frame it calibrates."""
+    keys: list[Literal["amp", "binning", "filter", "coadds"]]
+    """File-list columns that must agree between a master and the frame it calibrates
+    (``coadds``: the number of coadds, ``detector.coadds_keyword``)."""
     exptime: Literal["any", "exact", "nearest", "scale"] = "any"
     """``any``: exposure time does not matter (bias, flat); ``exact``: masters per exposure
     time, only an equal one is used; ``nearest``: masters per exposure time, the nearest is

@@ -35,6 +35,34 @@ VEGA_COLUMNS = {"Jmag", "Hmag", "Kmag", "Ksmag"}
 TWOMASS_VEGA_TO_AB = {"J": 0.91, "H": 1.39, "K": 1.85}
 """AB minus Vega magnitudes of the 2MASS J, H, Ks bands (Blanton & Roweis 2007, AJ 133, 734,
 Table 1): the one place these offsets are written (settings default, simulator, VizieR)."""
+Y_FROM_TWOMASS_JH = 0.610
+"""Y (VISTA/VIRCAM, Vega) = J + 0.610 (J - H) from 2MASS J and H (Vega): the transformation
+of the ESO VIRCAM pipeline's PHOTCAL_TAB (ESO data-processing FAQ "colour transformations for
+the VIRCAM filters": Y = 1.610 J - 0.610 H; Gonzalez-Fernandez et al. 2018, MNRAS 474, 5459).
+2MASS has no Y band; J alone is off by 0.61 (J - H), 0.2-0.4 mag for most stars."""
+Y_VEGA_TO_AB = 0.600
+"""AB minus Vega of the VISTA Y band (Gonzalez-Fernandez et al. 2018, CASU VIRCAM filter
+table), for the Y magnitudes made by :func:`twomass_y`."""
+
+
+def twomass_y(table: Table) -> Table | None:
+    """A copy of a normalised 2MASS table with ``mag_Y`` / ``err_Y`` (Vega) made from J and
+    H (:data:`Y_FROM_TWOMASS_JH`), or None when the table has no Vega J and H.
+
+    The error is the propagated J and H error (the transformation's own scatter is not
+    included).
+    """
+    vega = table.meta.get("vega_bands", [])
+    if not {"J", "H"} <= set(vega) or "mag_J" not in table.colnames or "mag_H" not in table.colnames:
+        return None
+    out = table.copy()
+    j, h = np.asarray(table["mag_J"], float), np.asarray(table["mag_H"], float)
+    out["mag_Y"] = j + Y_FROM_TWOMASS_JH * (j - h)
+    if "err_J" in table.colnames and "err_H" in table.colnames:
+        ej, eh = np.asarray(table["err_J"], float), np.asarray(table["err_H"], float)
+        out["err_Y"] = np.hypot((1 + Y_FROM_TWOMASS_JH) * ej, Y_FROM_TWOMASS_JH * eh)
+    out.meta["vega_bands"] = [*vega, "Y"]
+    return out
 
 
 def _first(table: Table, names: list[str]) -> str | None:

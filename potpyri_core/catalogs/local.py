@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.table import Table
 
-from potpyri_core.catalogs.columns import bands, normalise
+from potpyri_core.catalogs.columns import bands, normalise, twomass_y
 
 if TYPE_CHECKING:
     from potpyri_core.settings import ZeroPointCatalogs
@@ -100,7 +100,10 @@ class LocalCatalog:
             When the file's magnitudes in a needed band are Vega and no offset is known.
         """
         ranked = []
-        for order, table in enumerate(self.tables):
+        tables = list(self.tables)
+        for order, table in enumerate(tables):
+            if f"mag_{band}" not in table.colnames and band == "Y":
+                table = tables[order] = twomass_y(table) or table  # Y made from 2MASS J and H
             catalog, needed = self._wanted(band, table)
             if not all(f"mag_{b}" in table.colnames for b in needed):
                 continue
@@ -113,7 +116,7 @@ class LocalCatalog:
         if not ranked:
             return None
         _, order, needed = min(ranked)
-        return _as_ab(self.tables[order], needed, vega_to_ab)
+        return _as_ab(tables[order], needed, vega_to_ab)
 
 
 def _as_ab(table: Table, needed: tuple[str, ...], vega_to_ab: dict[str, float] | None) -> Table:

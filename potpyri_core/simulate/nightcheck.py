@@ -58,6 +58,15 @@ def empty_sky_residual(stack: Path) -> float:
     return float(np.median(data[empty]) / np.median(error[empty]))
 
 
+def dithered_sky_frames(reduced: list[Path]) -> float | None:
+    """Frames per dithered sky (``SKYNFRM`` of the reduced frames; harmonic mean, as their
+    ``1/N`` variances average), None when some frame's sky was not made from the dithers."""
+    counts = [fits.getheader(q).get("SKYNFRM") for q in reduced]
+    if not counts or not all(counts):
+        return None
+    return len(counts) / sum(1.0 / n for n in counts)
+
+
 def reduce_small_night(pm: PluginManager, name: str, root: Path, band: str, exptime: float, size: int = 1024,
                        n_science: int = 9, seed: int = 3, proc: int = 2) -> tuple[NightFigures, TruthCheck]:
     """Simulate ``n_science`` dithered frames (plus the calibrations the instrument needs),
@@ -87,13 +96,14 @@ def reduce_small_night(pm: PluginManager, name: str, root: Path, band: str, expt
     summary = pipeline.run()
     seconds = time.perf_counter() - start
     stack = summary.stacks[0]
-    with fits.open(next((root / "red" / "workspace").glob("*_red.fits"))) as hdul:
+    reduced = sorted((root / "red" / "workspace").glob("*_red.fits"))
+    with fits.open(reduced[0]) as hdul:
         read_noise = float(np.median([hdul["AMPMAP"].header[f"AMPRN{i}"]
                                       for i in range(hdul["AMPMAP"].header["NAMPS"])]))
     check = TruthCheck(root, stack, {}, read_noise)
     rms, _ = check.astrometric_rms()
     header = check.header
     figures = NightFigures(name, n_science, seconds, rms, check.zero_point_error(), float(header["ZPTMUCER"]),
-                           float(header["M5SIGMA"] - check.m5_truth()), check.error_over_noise(),
+                           float(header["M5SIGMA"] - check.m5_truth(dithered_sky_frames(reduced))), check.error_over_noise(),
                            empty_sky_residual(stack), len(summary.failures))
     return figures, check

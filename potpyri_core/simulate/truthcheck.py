@@ -160,17 +160,34 @@ class TruthCheck:
         """ZPTMAG minus the true zero point (mag)."""
         return float(self.header["ZPTMAG"] - self.truth["zeropoint"])
 
-    def m5_truth(self) -> float:
-        """5-sigma point-source limit from first principles for the stack's aperture.
+    def m5_truth(self, sky_frames: float | None = None) -> float:
+        """5-sigma point-source limit from first principles for the stack's aperture, where
+        the stack has its full depth.
 
         Sky + read noise per native pixel and frame, averaged over the frames, summed over
-        the aperture, divided by the true Moffat PSF's enclosed fraction in that aperture.
+        the aperture, divided by the true Moffat PSF's enclosed fraction in that aperture,
+        for the number of frames where the stack measured its depth (``DEPTHNFR``; without
+        it, every science frame): frames left out of the stack (a failed astrometry) do
+        not deepen it.
+
+        Parameters
+        ----------
+        sky_frames : float, optional
+            Frames whose (clipped) mean made each frame's sky, when the sky came from the
+            dithered frames themselves (the reduction's ``SKYNFRM``). That sky carries the
+            noise of those frames: ``1 / sky_frames`` of a frame's variance per pixel, at
+            detector pixels that the dithers put at different places on the sky, so the
+            term adds to each frame's variance independently. None: a smooth 2-D sky
+            (no added noise).
         """
         frames = self.science
         exptime = frames[0]["exptime"]
         pixel_var = np.mean([f["sky_e_per_pix"] for f in frames]) + self.read_noise**2
+        if sky_frames:
+            pixel_var *= 1.0 + 1.0 / sky_frames
         radius = self.header["APRAD"]
-        sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / len(frames)) / exptime
+        n_frames = int(self.header.get("DEPTHNFR") or len(frames))
+        sigma_ap = math.sqrt(math.pi * radius**2 * pixel_var / n_frames) / exptime
         enclosed = moffat_fraction_within(radius, self.truth["moffat_alpha_px"], self.truth["moffat_beta"])
         return self.truth["zeropoint"] - 2.5 * math.log10(5 * sigma_ap / enclosed)
 

@@ -297,6 +297,13 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
                   start: WCS, shape: tuple[int, int], params: AstrometryParams) -> tuple[WCS, float]:
     """Blind solution from the catalog cone around the starting pointing (no index files).
 
+    The catalog is cut to about as many stars per frame area as the brightest detections
+    used; its density is first counted over the area it covers (:func:`covered_area`), then,
+    when that fails, over the whole cone (a deeper catalog: the stars the brightest
+    detections are may not be the catalog's brightest, e.g. saturated ones left out). Each
+    depth is tried with the ``pattern_sources`` brightest detections and again with twice
+    as many and more neighbours.
+
     Parameters
     ----------
     xy, flux : ndarray

@@ -108,6 +108,8 @@ def keywords_read(instrument: InstrumentSettings) -> list[str]:
     kw = instrument.keywords
     names: list[str] = [*kw.instrument, *kw.target, *kw.exptime, *kw.exptime_multiply, *kw.filter, *kw.mjd,
                         *kw.binning, *kw.amp]
+    if instrument.detector.coadds_keyword:
+        names.append(instrument.detector.coadds_keyword)
     names += [k for pair in kw.exptime_from_dates for k in pair] + list(kw.date_time or ())
     for override in kw.overrides:
         names += list(override.when)
@@ -298,4 +300,24 @@ def _classify(instrument: InstrumentSettings, header: Mapping[str, Any], path: P
             if rule.applies_to(kind):
                 hv.check_rule(header, keyword, rule, path.name, instrument.name)
     return Classification(**base, filter=band, exptime=exptime, type=kind,
-                          time=observation_mjd(instrument, header, path), reason=reason)
+                          time=observation_mjd(instrument, header, path), reason=reason,
+                          coadds=coadd_count(instrument, header, path))
+
+
+def coadd_count(instrument: InstrumentSettings, header: Mapping[str, Any], path: Path) -> int:
+    """Coadds summed into the file (``detector.coadds_keyword``; 1 without the keyword in
+    the settings or the header).
+
+    Raises
+    ------
+    HeaderValueError
+        Unparsable or non-positive value.
+    """
+    key = instrument.detector.coadds_keyword
+    found = hv.first_value(header, [key], path.name) if key else None
+    if found is None:
+        return 1
+    value = hv.number(found[1], key, path.name, 1.0)
+    if value != int(value):
+        raise HeaderValueError(path.name, key, hv.printable(str(found[1])), "expected a whole number of coadds")
+    return int(value)

@@ -62,6 +62,24 @@ class ApertureResult:
     """Stack minus the fitted PSF models (e-/s)."""
     capped: int = 0
     """Sources above the threshold left out by ``PhotometryParams.max_sources`` (0: none)."""
+    depth_frames: int = 1
+    """Frames that contribute where ``empty_sigma`` was measured (:func:`empty_aperture_sigma`)."""
+    depth_fraction: float = 1.0
+    """Fraction of the stack's covered area with ``depth_frames`` frames."""
+
+
+@dataclass(frozen=True)
+class EmptyApertures:
+    """Noise of empty apertures (:func:`empty_aperture_sigma`)."""
+
+    sigma: float
+    """Robust std of the aperture sums."""
+    predicted: float
+    """Mean sum of the per-pixel variances in those apertures."""
+    frames: int
+    """Frames of the stack where the apertures lie (1 without a frame count)."""
+    fraction: float
+    """Fraction of the covered stack area with at least ``frames`` frames."""
 
 
 def measure_fwhm(data: np.ndarray, bad: np.ndarray, stars: Table, nmax: int = 60) -> float:
@@ -212,12 +230,48 @@ def aperture_correction(data: np.ndarray, variance: np.ndarray, bad: np.ndarray,
     return apcor, float(apcor * error[-1] / growth[-1])
 
 
+def full_depth(nframes: np.ndarray, level: int, radius: float) -> np.ndarray:
+    """Pixels of a stack covered by at least ``level`` frames.
+
+    A pixel counts when at least half of the pixels in a box of side ``2 radius + 1``
+    around it have ``nframes >= level``, so the single pixels whose value the stack's
+    clipping rejected in one frame do not punch holes in the full-depth area.
+
+    Parameters
+    ----------
+    nframes : ndarray
+        Frames that contributed to each stack pixel (the stack's ``NFRAMES`` extension).
+    level : int
+        Frames a pixel must have.
+    radius : float
+        Aperture radius (pixels).
+    """
+    size = 2 * int(np.ceil(radius)) + 1
+    return ndimage.uniform_filter((nframes >= level).astype(np.float32), size=size, mode="constant") >= 0.5
+
+
 def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray, radius: float,
-                         n: int = 600, seed: int = 0) -> tuple[float, float]:
-    """Robust std of sums in random apertures on blank sky, and the mean predicted variance.
+                         n: int = 600, seed: int = 0, nframes: np.ndarray | None = None) -> EmptyApertures:
+    """Robust std of sums in random apertures on blank sky, where the stack is deepest.
 
     Sources are masked (3-sigma segmentation, dilated), so the result is the background
-    noise of an aperture including the pixel-to-pixel correlation from resampling.
+    noise of an aperture including the pixel-to-pixel correlation from resampling. With
+    ``nframes`` the apertures lie where every frame of the stack contributes
+    (:func:`full_depth`), the area the stack's depth is quoted for; where fewer than 30
+    apertures fit there, the highest frame count where they do.
+
+    Parameters
+    ----------
+    data, variance, bad : ndarray
+        Stack, its variance and the unusable pixels.
+    radius : float
+        Aperture radius (pixels).
+    n : int
+        Apertures wanted.
+    seed : int
+        Seed of the aperture positions.
+    nframes : ndarray, optional
+        Frames per stack pixel; None: the whole stack.
     """
     sig = np.sqrt(np.where(bad, np.inf, variance))
     segments = detect_sources(np.where(bad, 0, data / np.where(np.isfinite(sig) & (sig > 0), sig, np.inf)), 2.5, 5)
@@ -229,18 +283,24 @@ def empty_aperture_sigma(data: np.ndarray, variance: np.ndarray, bad: np.ndarray
     r = int(np.ceil(radius)) + 1
     xs = rng.uniform(r, nx - r, 20 * n)
     ys = rng.uniform(r, ny - r, 20 * n)
-    free = ~blocked[ys.astype(int), xs.astype(int)]
-    xy = np.column_stack([xs[free], ys[free]])
-    aperture = CircularAperture(xy, r=radius)
-    hit = np.asarray(aperture_photometry(blocked.astype(float), aperture)["aperture_sum"]) > 0
-    xy = xy[~hit][:n]
-    if len(xy) < 30:
+    covered = ~bad if nframes is None else ~bad & (nframes > 0)
+    top = 1 if nframes is None else max(int(nframes.max()), 1)
+    for level in range(top, 0, -1):
+        area = covered if nframes is None else covered & full_depth(nframes, level, radius)
+        kept = blocked | ~area
+        free = ~kept[ys.astype(int), xs.astype(int)]
+        xy = np.column_stack([xs[free], ys[free]])
+        hit = np.asarray(aperture_photometry(kept.astype(float), CircularAperture(xy, r=radius))["aperture_sum"]) > 0
+        xy = xy[~hit][:n]
+        if len(xy) >= 30:
+            break
+    else:
         raise RuntimeError(f"only {len(xy)} empty apertures fit on blank sky; cannot measure the depth")
     aperture = CircularAperture(xy, r=radius)
     sums = np.asarray(aperture_photometry(data, aperture)["aperture_sum"], float)
     predicted = np.asarray(aperture_photometry(variance, aperture)["aperture_sum"], float)
     _, _, std = sigma_clipped_stats(sums, sigma=3.0)
-    return float(std), float(np.mean(predicted))
+    return EmptyApertures(float(std), float(np.mean(predicted)), level, float(area.sum() / max(covered.sum(), 1)))
 
 
 def window_moments(data: np.ndarray, xy: np.ndarray, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -349,7 +409,8 @@ def _source_list(data: np.ndarray, variance: np.ndarray, mask: np.ndarray, bad: 
 
 
 def aperture_photometry_stack(
-    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, params: PhotometryParams = PhotometryParams()
+    data: np.ndarray, variance: np.ndarray, mask: np.ndarray, wcs: WCS, params: PhotometryParams = PhotometryParams(),
+    nframes: np.ndarray | None = None,
 ) -> ApertureResult:
     """Detect and measure the sources of a stack.
 
@@ -373,6 +434,9 @@ def aperture_photometry_stack(
         Stack WCS (for RA/Dec of sources).
     params : PhotometryParams
         First guess of the FWHM (pixels), detection threshold, optional cap of the count.
+    nframes : ndarray, optional
+        Frames per stack pixel: the depth (``empty_sigma``) is measured where all of them
+        contribute (:func:`empty_aperture_sigma`).
     """
     bad = (mask & UNUSABLE) > 0
     error = np.sqrt(np.clip(variance, 0, None))
@@ -381,8 +445,8 @@ def aperture_photometry_stack(
         raise RuntimeError(f"only {len(stars)} sources above S/N 20 found in the stack")
     fwhm = measure_fwhm(data, bad, stars)
     radius = APERTURE_RADIUS_FWHM * fwhm
-    empty_sigma, predicted = empty_aperture_sigma(data, variance, bad, radius)
-    correlation = empty_sigma**2 / predicted if predicted > 0 else 1.0
+    empty = empty_aperture_sigma(data, variance, bad, radius, nframes=nframes)
+    correlation = empty.sigma**2 / empty.predicted if empty.predicted > 0 else 1.0
     xy, significance, saturated = _source_list(data, variance, mask, bad, fwhm, correlation, params)
     flux, err, masked = _photometry(data, variance, bad, xy, radius)
     err = err * np.sqrt(max(correlation, 1.0))
@@ -418,7 +482,8 @@ def aperture_photometry_stack(
             "mag_inst": mag, "mag_err": mag_err, "fwhm": src_fwhm, "elongation": elongation, "flags": flags,
         }
     )
-    return ApertureResult(table, fwhm, radius, apcor, apcor_err, empty_sigma, correlation, capped=capped)
+    return ApertureResult(table, fwhm, radius, apcor, apcor_err, empty.sigma, correlation, capped=capped,
+                          depth_frames=empty.frames, depth_fraction=empty.fraction)
 
 
 def apcor_mag_error(apcor: float, apcor_err: float) -> float:

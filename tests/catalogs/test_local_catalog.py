@@ -116,3 +116,23 @@ def test_zero_point_file_is_picked_by_the_catalog_the_settings_name(tmp_path):
     assert catalog.photometric("i")["mag_r"][0] == 17.9  # no SkyMapper file: the unnamed one
     assert LocalCatalog(files[:1], settings).photometric("r") is None  # SDSS is not PS1
     assert LocalCatalog(files).photometric("r")["mag_r"][0] == 17.1  # no settings: the first file
+
+
+def test_y_band_from_twomass_j_and_h(tmp_path):
+    """Y = J + 0.610 (J - H) (VIRCAM transformation, Vega) + 0.600 (VISTA Y, AB - Vega)."""
+    path = tmp_path / "2mass.fits"
+    _vizier_2mass().write(path, format="fits")
+    catalog = LocalCatalog([path])
+    offsets = {"J": 0.91, "H": 1.39, "K": 1.85, "Y": 0.600}
+    y = catalog.photometric("Y", offsets)
+    assert y["mag_Y"][0] == pytest.approx(14.0 + 0.610 * 0.5 + 0.600)
+    assert y["err_Y"][0] == pytest.approx(np.hypot(1.610 * 0.02, 0.610 * 0.02))
+    assert y["mag_J"][0] == pytest.approx(14.0)  # J stays Vega in the Y table
+    with pytest.raises(ValueError, match="Vega"):
+        catalog.photometric("Y", {"J": 0.91})  # no Y offset: refused, never used as AB
+    assert "mag_Y" not in catalog.tables[0].colnames
+    # a catalog without H (or not Vega 2MASS) has no Y
+    no_h = _vizier_2mass()
+    del no_h["Hmag"], no_h["e_Hmag"]
+    no_h.write(tmp_path / "no_h.fits", format="fits")
+    assert LocalCatalog([tmp_path / "no_h.fits"]).photometric("Y", offsets) is None

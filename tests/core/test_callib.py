@@ -70,3 +70,25 @@ def test_flats_match_on_filter(tmp_path):
         lib.match("flat", table[2])
     lib.master_path("flat", "r_12_2x2").write_bytes(b"")
     assert lib.match("flat", table[2]).name == "mflat_r_12_2x2.fits"
+
+
+def test_mosfire_darks_match_exposure_time_and_coadds(tmp_path):
+    """MOSFIRE's rule: a dark of the same total exposure but other coadds is never used."""
+    mosfire = PluginManager().instrument("MOSFIRE")
+    names = ["File", "Type", "Filter", "Amp", "Binning", "Exp", "Time", "Coadds"]
+    table = Table(rows=[("d30x1.fits", "DARK", "none", "H2RG", "1x1", 30.0, 1.0, 1),
+                        ("d30x3.fits", "DARK", "none", "H2RG", "1x1", 30.0, 1.1, 3),
+                        ("s30x3.fits", "SCIENCE", "Ks", "H2RG", "1x1", 30.0, 2.0, 3),
+                        ("s30x2.fits", "SCIENCE", "Ks", "H2RG", "1x1", 30.0, 2.1, 2)],
+                  names=names, dtype=[str, str, str, str, str, float, float, int])
+    lib = CalibrationLibrary(mosfire, table, tmp_path)
+    assert sorted(lib.groups("dark")) == ["30s_H2RG_1x1_1coadds", "30s_H2RG_1x1_3coadds"]
+    assert sorted(lib.needed_groups("dark")) == ["30s_H2RG_1x1_3coadds", "H2RG_1x1_2coadds"]
+    for name in lib.groups("dark"):
+        lib.master_path("dark", name).write_bytes(b"")
+    assert lib.match("dark", table[2]).name == "mdark_30s_H2RG_1x1_3coadds.fits"
+    with pytest.raises(MissingCalibrationError) as info:
+        lib.match("dark", table[3])
+    message = str(info.value)
+    assert "s30x2.fits: no master dark for MOSFIRE 30 s, amp H2RG, binning 1x1, 2 coadds" in message
+    assert "dark masters present: 30 s (H2RG, 1x1, 1 coadds); 30 s (H2RG, 1x1, 3 coadds)" in message

@@ -107,11 +107,11 @@ def row(table, file: str):
 
 def test_file_list_has_the_potpyri_columns_and_types(gmos, night):
     table = sort_night(gmos, night)
-    assert table.colnames == COLUMNS == POTPYRI_COLUMNS + ["Reason"]
+    assert table.colnames == COLUMNS == POTPYRI_COLUMNS + ["Reason", "Coadds"]  # Coadds: NIR darks
     text = (night / "file_list.txt").read_text().splitlines()
     assert text[0] == "# %ECSV 1.0"
     rows = [line for line in text if not line.startswith("#")]
-    assert rows[0].split() == POTPYRI_COLUMNS + ["Reason"]
+    assert rows[0].split() == POTPYRI_COLUMNS + ["Reason", "Coadds"]
     assert len(rows) == 1 + 10  # notes.txt is not a FITS file name: not listed
     types = dict(zip(table["File"], table["Type"], strict=True))
     assert types == {

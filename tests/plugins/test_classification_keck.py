@@ -114,8 +114,11 @@ MOSFIRE = {
 def test_mosfire(classify_header):
     c = classify_header("MOSFIRE", MOSFIRE)
     assert (c.type, c.filter) == ("SCIENCE", "K")
-    assert c.exptime == pytest.approx(29.0)
-    assert classify_header("MOSFIRE", {**MOSFIRE, "FILTER": "Dark", "MASKNAME": "CLOSED"}).type == "DARK"
+    assert c.exptime == pytest.approx(29.0) and c.coadds == 10
+    dark = classify_header("MOSFIRE", {**MOSFIRE, "FILTER": "Dark", "MASKNAME": "CLOSED"})
+    assert dark.type == "DARK" and dark.coadds == 10 and dark.caltype == "dark_29_10coadds_1_1x1"
+    c = classify_header("MOSFIRE", {**MOSFIRE, "COADDONE": 2.5})
+    assert c.type == "BAD" and "COADDONE" in c.reason and "whole number" in c.reason
     assert classify_header("MOSFIRE", {**MOSFIRE, "MASKNAME": "CLOSED"}).type == "BAD"
     assert classify_header("MOSFIRE", {**MOSFIRE, "GRATMODE": "spectroscopy"}).type == "SPEC"
     assert classify_header("MOSFIRE", {**MOSFIRE, "OBJECT": "Flat lamp on"}).type == "FLAT"

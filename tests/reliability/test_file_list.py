@@ -22,14 +22,15 @@ NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(math
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(*([VALUES] * 9), NUMBERS, NUMBERS), min_size=0, max_size=5))
+@given(st.lists(st.tuples(*([VALUES] * 9), NUMBERS, NUMBERS, st.integers(1, 99)), min_size=0, max_size=5))
 def test_fuzzed_values_round_trip(tmp_path_factory, rows):
     path = tmp_path_factory.mktemp("fl") / "file_list.txt"
-    text_columns = [c for c in COLUMNS if c not in ("Exp", "Time")]
+    text_columns = [c for c in COLUMNS if c not in ("Exp", "Time", "Coadds")]
     data = {c: [r[i] for r in rows] for i, c in enumerate(text_columns)}
     data["Exp"] = [r[9] for r in rows]
     data["Time"] = [r[10] for r in rows]
-    table = Table({c: data[c] for c in COLUMNS}, dtype=[str] * 6 + [float, str, str, float, str])
+    data["Coadds"] = [r[11] for r in rows]
+    table = Table({c: data[c] for c in COLUMNS}, dtype=[str] * 6 + [float, str, str, float, str, int])
     write_file_list(table, path)
     back = read_file_list(path)
     assert back.colnames == COLUMNS and len(back) == len(rows)
@@ -38,6 +39,7 @@ def test_fuzzed_values_round_trip(tmp_path_factory, rows):
     for column in ("Exp", "Time"):
         for got, want in zip(back[column], data[column], strict=True):
             assert (math.isnan(got) and math.isnan(want)) or got == want
+    assert list(back["Coadds"]) == data["Coadds"]
 
 
 def test_spaces_in_names_and_values_survive_no_redo_sort(tmp_path):
@@ -63,3 +65,4 @@ def test_old_whitespace_lists_are_still_read(tmp_path):
                     "a.fits SN SN_r_12_2x2 r 12 2x2 60.0 SCIENCE sci_r_12_2x2 60400.1 -\n")
     table = read_file_list(path)
     assert list(table["File"]) == ["a.fits"] and table["Exp"][0] == 60.0
+    assert list(table["Coadds"]) == [1]  # lists without the column: one coadd
