@@ -298,11 +298,10 @@ def catalog_blind(xy: np.ndarray, flux: np.ndarray, ra: np.ndarray, dec: np.ndar
     """Blind solution from the catalog cone around the starting pointing (no index files).
 
     The catalog is cut to about as many stars per frame area as the brightest detections
-    used; its density is first counted over the area it covers (:func:`covered_area`), then,
-    when that fails, over the whole cone (a deeper catalog: the stars the brightest
-    detections are may not be the catalog's brightest, e.g. saturated ones left out). Each
-    depth is tried with the ``pattern_sources`` brightest detections and again with twice
-    as many and more neighbours.
+    used; its density is first counted over the whole cone, then, when that finds no match
+    and the catalog covers less than half the cone (a file cut to the field), over the area
+    it covers (:func:`catalog_areas`). Each depth is tried with the ``pattern_sources``
+    brightest detections and again with twice as many and more neighbours.
 
     Parameters
     ----------
