@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
@@ -34,7 +35,7 @@ from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat
+from potpyri_core.stages import align, astrometry, ccdwcs, injection, photometry, psfphot, resample, sourcecat
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -323,6 +324,7 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str
     for name in list(header.keys()):
         if name.startswith(WCS_KEY_PREFIXES):
             del header[name]
+    ccdwcs.remove_cards(header)
     header.update(astrometry.solution_header(solution))
     header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
@@ -367,6 +369,35 @@ def run_astrometry(p: Pipeline) -> None:
         start = time.perf_counter()
         for name, ok, message in align.align_workspace(paths, p.instrument, params, atomic_write):
             p.record(f"{name} (aligned)", ok, time.perf_counter() - start, message)
+    if p.instrument.astrometry_per_ccd:
+        ccd_jobs = [(ctx, path, reference) for path in sorted(solved)]
+        for name, ok, seconds, message in p.map(_timed(ccd_job), ccd_jobs, "astrometry per CCD"):
+            p.record(f"{name} (per CCD)", ok, seconds, message)
+
+
+def ccd_job(ctx: JobContext, path: Path, reference: Any) -> str:
+    """Fit the pixel map of every CCD of one solved frame (:mod:`~potpyri_core.stages.ccdwcs`)."""
+    frame = Frame.from_file(path)
+    header = frame.header
+    ccdwcs.remove_cards(header)
+    if header.get("ASTSTAT") != "PASS":
+        return "no frame solution: no CCD maps"
+    with fits.open(path) as hdul:
+        extra = [h.copy() for h in hdul[1:] if h.name not in ("MASK", "ERROR", "AMPMAP")]
+    stars = next((Table.read(h) for h in extra if h.name == align.STARS_EXTENSION), None)
+    if stars is None:
+        raise RuntimeError(f"no {align.STARS_EXTENSION} extension: run the astrometry stage")
+    mjd = float(header.get("MJD-OBS", 51544.5))
+    ra, dec = at_epoch(reference, Time(mjd, format="mjd").jyear)
+    params = ctx.params.astrometry
+    maps, notes = ccdwcs.refine_ccds(frame, WCS(header, relax=True), stars, np.asarray(ra, float),
+                                     np.asarray(dec, float), ctx.instrument, params.match_radius_arcsec,
+                                     params.min_matched, params.clip_sigma)
+    header.update(ccdwcs.map_cards(maps))
+    atomic_write(frame.to_hdul(extra), path)
+    fitted = [m for m in maps if m.n_stars]
+    turn = max((abs(m.rotation_deg) for m in fitted), default=0.0)
+    return "; ".join([f"{len(fitted)}/{len(maps)} CCDs mapped, largest rotation {turn:.3f} deg", *notes])
 
 
 # ----------------------------------------------------------------------------- stack
