@@ -60,6 +60,10 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
     shape, gaps = focal_plane(instrument, binning)
     band = overrides.get("band", "r")
     sim = instrument.simulation
+    frames = []
+    if sim is not None and sim.geometry is not None:
+        places = geometry.amplifier_placements(sim.geometry, dict(sim.primary), binning)
+        frames = geometry.ccd_frames(sim.geometry, places, binning)
     amps = sim.geometry.amplifiers if sim is not None and sim.geometry is not None else instrument.detector.amplifiers
     min_gain = min(a.gain for a in amps)
     bias = max(getattr(a, "bias_adu", sim.bias_level_adu if sim else 0.0) for a in amps)
@@ -68,7 +72,7 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
         "zeropoint": BAND_ZEROPOINT.get(band, 28.0), "sky_mag_per_arcsec2": BAND_SKY.get(band, 21.0),
         "saturation_e": (instrument.detector.saturation_adu - 1.3 * bias) * min_gain, "nir": instrument.band == "nir",
         "pixel_size_um": 15.0 * binning,
-        "read_noise_e": float(np.median([a.readnoise for a in amps])),
+        "read_noise_e": float(np.median([a.readnoise for a in amps])), "ccd_frames": frames,
     }
     if instrument.band == "nir":
         values.update(NIR_SCENE)
