@@ -122,14 +122,19 @@ def amplifier_placements(geometry: SimulationGeometry, header: Any, binning: int
                          slice(p.focal_y.start - y0, p.focal_y.stop - y0), p.cards) for p in out]
 
 
-def windowed(geometry: SimulationGeometry, rows: tuple[int, int]) -> SimulationGeometry:
+def windowed(geometry: SimulationGeometry,
+             rows: tuple[int, int] | dict[int, tuple[int, int]]) -> SimulationGeometry:
     """The geometry read out in a window of CCD rows ``rows`` (1-based, unbinned, inclusive),
-    as a region-of-interest readout does."""
+    as a region-of-interest readout does: one window for every CCD, or one per CCD index
+    (a mosaic with two rows of CCDs reads the rows next to the central gap)."""
     amps = []
     for amp in geometry.amplifiers:
-        lo, hi = max(amp.rows[0], rows[0]), min(amp.rows[1], rows[1])
+        window = rows.get(amp.ccd) if isinstance(rows, dict) else rows
+        if window is None:
+            raise ValueError(f"no window rows for CCD {amp.ccd} (amplifier {amp.hdu})")
+        lo, hi = max(amp.rows[0], window[0]), min(amp.rows[1], window[1])
         if lo > hi:
-            raise ValueError(f"window rows {rows} miss amplifier {amp.hdu} (rows {amp.rows})")
+            raise ValueError(f"window rows {window} miss amplifier {amp.hdu} (rows {amp.rows})")
         amps.append(amp.model_copy(update={"rows": (lo, hi)}))
     return geometry.model_copy(update={"amplifiers": amps})
 

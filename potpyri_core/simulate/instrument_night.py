@@ -83,7 +83,8 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
 def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int | None = None,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
+    fwhm: float = 0.8, compression: str | None = None,
+    window: tuple[int, int] | dict[int, tuple[int, int]] | None = None,
     dec: float = 2.2, n_darks: int = 3, scene_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
@@ -101,9 +102,9 @@ def simulate_instrument_night(
         suffix of the instrument's ``simulation.file_name``).
     dec : float
         Declination of the field (deg).
-    window : tuple of int, optional
-        Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does;
-        needs ``simulation.geometry``.
+    window : tuple of int or dict, optional
+        Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does,
+        or per CCD index its rows; needs ``simulation.geometry``.
     binning : int, optional
         On-chip binning; default 2 for optical, 1 for NIR arrays (which do not bin).
     n_flats, n_bias, n_darks : int
