@@ -389,15 +389,16 @@ def ccd_job(ctx: JobContext, path: Path, reference: Any) -> str:
         raise RuntimeError(f"no {align.STARS_EXTENSION} extension: run the astrometry stage")
     mjd = float(header.get("MJD-OBS", 51544.5))
     ra, dec = at_epoch(reference, Time(mjd, format="mjd").jyear)
-    params = ctx.params.astrometry
-    maps, notes = ccdwcs.refine_ccds(frame, WCS(header, relax=True), stars, np.asarray(ra, float),
-                                     np.asarray(dec, float), ctx.instrument, params.match_radius_arcsec,
-                                     params.min_matched, params.clip_sigma)
+    maps, notes = ccdwcs.solve_ccds(frame, WCS(header, relax=True), stars, np.asarray(ra, float),
+                                    np.asarray(dec, float), ctx.instrument, ctx.params.astrometry)
     header.update(ccdwcs.map_cards(maps))
     atomic_write(frame.to_hdul(extra), path)
-    fitted = [m for m in maps if m.n_stars]
+    fitted = [m for m in maps.ccds if m.n_stars]
     turn = max((abs(m.rotation_deg) for m in fitted), default=0.0)
-    return "; ".join([f"{len(fitted)}/{len(maps)} CCDs mapped, largest rotation {turn:.3f} deg", *notes])
+    rms = max((m.rms for m in fitted), default=0.0)
+    summary = (f"{len(fitted)}/{len(maps.ccds)} CCDs mapped, largest rotation {turn:.3f} deg, largest RMS"
+               f" {rms:.2f} px")
+    return "; ".join([summary, *notes])
 
 
 # ----------------------------------------------------------------------------- stack
