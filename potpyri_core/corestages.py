@@ -287,7 +287,7 @@ def run_sky(p: Pipeline) -> None:
     """Sky subtraction (per frame for a 2-D sky, per target for a dithered sky) and trails."""
     ctx = p.job_context()
     units: list[list[Path]] = []
-    for group in p.science_groups().values():
+    for group in p.detector_groups().values():
         paths = [p.workspace_path(r["File"]) for r in sorted(group, key=lambda r: r["Time"])]
         paths = [path for path in paths if path.exists()]
         if p.params.sky.method == "dither":
@@ -362,7 +362,7 @@ def run_astrometry(p: Pipeline) -> None:
     # only when one of its frames was solved in this run)
     solved = {job[1] for job in jobs}
     params = p.params.astrometry
-    for group in p.science_groups().values() if params.align_frames else []:
+    for group in p.detector_groups().values() if params.align_frames else []:
         paths = [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()]
         if not solved & set(paths):
             continue
