@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
 
@@ -35,7 +36,7 @@ from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, injection, photometry, psfphot, resample, sourcecat
+from potpyri_core.stages import align, astrometry, ccdwcs, injection, photometry, psfphot, resample, sourcecat
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -296,7 +297,7 @@ def run_sky(p: Pipeline) -> None:
     """Sky subtraction (per frame for a 2-D sky, per target for a dithered sky) and trails."""
     ctx = p.job_context()
     units: list[list[Path]] = []
-    for group in p.science_groups().values():
+    for group in p.detector_groups().values():
         paths = [p.workspace_path(r["File"]) for r in sorted(group, key=lambda r: r["Time"])]
         paths = [path for path in paths if path.exists()]
         if p.params.sky.method == "dither":
@@ -334,6 +335,7 @@ def astrometry_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str
     for name in list(header.keys()):
         if name.startswith(WCS_KEY_PREFIXES):
             del header[name]
+    ccdwcs.remove_cards(header)
     header.update(astrometry.solution_header(solution))
     header["ASTKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     extra = [align.stars_hdu(solution.stars)] if solution.stars is not None else []
@@ -368,8 +370,10 @@ def run_astrometry(p: Pipeline) -> None:
     for name, ok, seconds, message in p.map(_timed(astrometry_job), jobs, "astrometry"):
         p.record(name, ok, seconds, message)
     if p.params.astrometry.align_frames:
-        for group in p.science_groups().values():
+        for group in p.detector_groups().values():
             run_align(p, [p.workspace_path(r["File"]) for r in group if p.workspace_path(r["File"]).exists()])
+    if p.instrument.astrometry_per_ccd:
+        run_ccd_maps(p, ctx, reference, catalog_key)
 
 
 def run_align(p: Pipeline, paths: list[Path]) -> None:
@@ -403,6 +407,48 @@ def run_align(p: Pipeline, paths: list[Path]) -> None:
             with fits.open(path) as hdul:
                 rest = [h.copy() for h in hdul[1:]]
                 write(fits.HDUList([fits.PrimaryHDU(hdul[0].data, header), *rest]), path)
+
+
+def run_ccd_maps(p: Pipeline, ctx: JobContext, reference: Any, catalog_key: str) -> None:
+    """Per-CCD pixel maps of every frame (instruments with ``astrometry_per_ccd``), redone when
+    the frame's solution or alignment (``ALNKEY``/``ASTKEY``) or the parameters changed."""
+    jobs = []
+    for path in (p.workspace_path(r["File"]) for r in p.rows("SCIENCE")):
+        if not path.exists():
+            continue
+        key = signature("ccdmap", card(path, "ALNKEY") or card(path, "ASTKEY"), catalog_key,
+                        p.params.astrometry.model_dump())
+        if not is_current(path, "CCDKEY", key, p.options.force):
+            jobs.append((ctx, path, reference, key))
+    for name, ok, seconds, message in p.map(_timed(ccd_job), jobs, "astrometry per CCD"):
+        p.record(f"{name} (per CCD)", ok, seconds, message)
+
+
+def ccd_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str:
+    """Fit the pixel map of every CCD of one solved frame (:mod:`~potpyri_core.stages.ccdwcs`)."""
+    frame = Frame.from_file(path)
+    header = frame.header
+    ccdwcs.remove_cards(header)
+    if header.get("ASTSTAT") != "PASS":
+        return "no frame solution: no CCD maps"
+    with fits.open(path) as hdul:
+        extra = [h.copy() for h in hdul[1:] if h.name not in ("MASK", "ERROR", "AMPMAP")]
+    stars = next((Table.read(h) for h in extra if h.name == align.STARS_EXTENSION), None)
+    if stars is None:
+        raise RuntimeError(f"no {align.STARS_EXTENSION} extension: run the astrometry stage")
+    mjd = float(header.get("MJD-OBS", 51544.5))
+    ra, dec = at_epoch(reference, Time(mjd, format="mjd").jyear)
+    maps, notes = ccdwcs.solve_ccds(frame, WCS(header, relax=True), stars, np.asarray(ra, float),
+                                    np.asarray(dec, float), ctx.instrument, ctx.params.astrometry)
+    header.update(ccdwcs.map_cards(maps))
+    header["CCDKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+    atomic_write(frame.to_hdul(extra), path)
+    fitted = [m for m in maps.ccds if m.n_stars]
+    turn = max((abs(m.rotation_deg) for m in fitted), default=0.0)
+    rms = max((m.rms for m in fitted), default=0.0)
+    summary = (f"{len(fitted)}/{len(maps.ccds)} CCDs mapped, largest rotation {turn:.3f} deg, largest RMS"
+               f" {rms:.2f} px")
+    return "; ".join([summary, *notes])
 
 
 # ----------------------------------------------------------------------------- stack
@@ -447,7 +493,8 @@ def run_stack(p: Pipeline) -> None:
                 raise RuntimeError("every frame failed its astrometry")
             headers = [fits.getheader(path) for path in paths]
             path = p.stack_path(group)
-            key = signature("stack", [[h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY"), h.get("ALNKEY")]
+            key = signature("stack", [[h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY"), h.get("ALNKEY"),
+                                       h.get("CCDKEY")]
                                       for h in headers],
                             p.params.resample.model_dump(), p.params.stack.model_dump(), p.options.fieldcenter,
                             p.options.out_size)

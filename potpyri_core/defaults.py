@@ -115,10 +115,11 @@ def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.He
     """Default: bilinear resampling with the variance propagated with the squared weights."""
     from astropy.wcs import WCS
 
-    from potpyri_core.stages import resample
+    from potpyri_core.stages import ccdwcs, resample
     exptime = float(frame.header["EXPTIME"])
     data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
-                                        WCS(grid), shape, step=params.grid_step)
+                                        WCS(grid), shape, step=params.grid_step,
+                                        ccd_maps=ccdwcs.maps_from_header(frame.header))
     return Frame(data=data, variance=var, mask=bits, header=grid.copy(), name=frame.name)
 
 

@@ -212,10 +212,20 @@ class Pipeline:
         assert self.table is not None
         return self.table[self.table["Type"] == kind]
 
-    def science_groups(self) -> dict[str, Table]:
-        """Science rows by stack group (``TargType``)."""
+    def detector_groups(self) -> dict[str, Table]:
+        """Science rows by ``TargType`` (target, filter, amplifiers or chip, binning): the
+        frames that share a detector, for a dithered sky and frame-to-frame alignment."""
         sci = self.rows("SCIENCE")
         return {tt: sci[sci["TargType"] == tt] for tt in sorted(set(sci["TargType"]))}
+
+    def science_groups(self) -> dict[str, Table]:
+        """Science rows by stack group: ``TargType``, or with ``astrometry_per_ccd`` target,
+        filter and binning (every chip file of a chip-per-file camera in one mosaic)."""
+        if not self.instrument.astrometry_per_ccd:
+            return self.detector_groups()
+        sci = self.rows("SCIENCE")
+        keys = np.array([f"{r['Target']}_{r['Filter']}_{r['Binning']}" for r in sci], dtype=object)
+        return {k: sci[keys == k] for k in sorted(set(keys))}
 
     def workspace_path(self, raw_name: str) -> Path:
         """Per-frame product in ``red/workspace``."""

@@ -54,12 +54,13 @@ def workspace_path(red: Path, raw_name: str) -> Path:
 
 
 def stack_path(red: Path, group: Table) -> Path:
-    """Stack file name: ``red/<target>.<filter>.ut<yymmdd>.<amp>.<binning>.stk.fits``."""
+    """Stack file name: ``red/<target>.<filter>.ut<yymmdd>.<amp>.<binning>.stk.fits`` (``<amp>``
+    is ``all`` for a group of several chips or amplifier modes)."""
     row = group[0]
     first = float(np.nanmin(group["Time"]))
     date = Time(first, format="mjd").strftime("%y%m%d") if np.isfinite(first) else "unknown"
-    return ensure_inside(red / f"{row['Target']}.{row['Filter']}.ut{date}.{row['Amp']}.{row['Binning']}.stk.fits",
-                         red)
+    amp = row["Amp"] if len(set(group["Amp"])) == 1 else "all"
+    return ensure_inside(red / f"{row['Target']}.{row['Filter']}.ut{date}.{amp}.{row['Binning']}.stk.fits", red)
 
 
 def stack_header(instrument: InstrumentSettings, out_header: fits.Header, first: fits.Header, group: Table,

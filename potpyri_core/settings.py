@@ -659,6 +659,11 @@ class InstrumentSettings(StrictModel):
     """Starting WCS from the raw header (pointing, scale, position angle, distortion)."""
     header_rules: dict[str, HeaderRule] = {}
     """Keyword -> the values it may take: a raw file whose value breaks a rule is BAD."""
+    astrometry_per_ccd: bool = False
+    """Give every CCD of a frame its own pixel map before the frame's WCS (shift, rotation and
+    scale fitted against the catalog after the frame's solution): for mosaics whose CCDs are
+    rotated or offset by more than the astrometric tolerance (DEIMOS). The frames of a target
+    and filter are then stacked into one mosaic whatever their CCD (chip-per-file cameras)."""
 
     @field_validator("params")
     @classmethod

@@ -95,6 +95,29 @@ def test_star_flux_and_centroid(cfg):
     assert abs(2 * half / cfg.fwhm_px - 1) < 0.1
 
 
+def test_a_rotated_ccd_records_its_stars_on_its_own_rotated_pixels():
+    # CCD 1 rotated by 0.5 deg about (600, -500), a centre outside its (windowed) box
+    frames = [(0, 390, 0, 600, 195.0, 300.0, 0.0), (410, 800, 0, 600, 600.0, -500.0, 0.5)]
+    cfg = small_cfg(ccd_frames=frames)
+    w = true_wcs(cfg, 0)
+    t = make_truth_catalog(cfg, np.random.default_rng(3))[:2]
+    ra, dec = w.all_pix2world([120.3, 650.6], [250.8, 420.2], 0)
+    t["ra"], t["dec"], t["is_galaxy"] = ra, dec, False
+    t["flux_e_per_s"] = 10 ** (-0.4 * (18.0 - cfg.zeropoint))
+    img, x, y = render_sources(cfg, t, w, cfg.exptime)
+    c, s = math.cos(math.radians(0.5)), math.sin(math.radians(0.5))
+    dx, dy = 650.6 - 600.0, 420.2 + 500.0
+    expected = [(120.3, 250.8), (600.0 + c * dx + s * dy, -500.0 - s * dx + c * dy)]
+    assert abs(expected[1][0] - 650.6) > 5  # the rotation moves the star by pixels
+    yy, xx = np.mgrid[:cfg.ny, :cfg.nx]
+    for (ex, ey), half, rx, ry in zip(expected, (slice(0, 390), slice(410, 800)), x, y, strict=True):
+        part = np.zeros_like(img)
+        part[:, half] = img[:, half]
+        assert abs((part * xx).sum() / part.sum() - ex) < 0.01
+        assert abs((part * yy).sum() / part.sum() - ey) < 0.01
+        assert abs(rx - ex) < 1e-6 and abs(ry - ey) < 1e-6
+
+
 @pytest.mark.parametrize("shape", [(600, 800), (2112, 3140)])
 def test_true_wcs_sip(shape):
     cfg = small_cfg(shape=shape)

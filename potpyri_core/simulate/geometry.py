@@ -10,7 +10,8 @@ Conventions: CCD pixel ``(1, 1)`` is the lower-left pixel; a CCD's unbinned lowe
 on the focal plane is its centre (reference centre + ``shift``) minus half its shape. The
 focal-plane grid is binned; each CCD is put at its corner rounded to a whole binned pixel
 (halves up), which is the one simplification: the sub-pixel remainder (at most half a binned
-pixel) and rotations are not rendered.
+pixel) is not rendered. CCD rotations are rendered by the scene (:func:`ccd_frames`: each
+CCD's sources are drawn on its own pixel grid, rotated about the CCD's centre).
 """
 
 from __future__ import annotations
@@ -62,14 +63,6 @@ def ccd_corners(geometry: SimulationGeometry) -> list[tuple[float, float]]:
     return [(x - x0, y - y0) for x, y in corners]
 
 
-def _check_rotation(geometry: SimulationGeometry, binning: int) -> None:
-    for ccd in geometry.ccds:
-        moved = math.radians(abs(ccd.rotation_deg)) * math.hypot(*ccd.shape) / 2.0 / binning
-        if moved > 0.25:
-            raise ValueError(f"CCD {ccd.name}: rotation {ccd.rotation_deg} deg moves pixels by {moved:.2f} binned px; "
-                             "the simulator does not render rotations")
-
-
 def _section(x1: int, x2: int, y1: int, y2: int) -> str:
     return f"[{x1}:{x2},{y1}:{y2}]"
 
@@ -93,7 +86,6 @@ def amplifier_placements(geometry: SimulationGeometry, header: Any, binning: int
     """
     if binning not in geometry.binnings:
         raise ValueError(f"no published raw layout for binning {binning} (have {sorted(geometry.binnings)})")
-    _check_rotation(geometry, binning)
     corners = ccd_corners(geometry)
     out = []
     for amp in geometry.amplifiers:
@@ -130,14 +122,19 @@ def amplifier_placements(geometry: SimulationGeometry, header: Any, binning: int
                          slice(p.focal_y.start - y0, p.focal_y.stop - y0), p.cards) for p in out]
 
 
-def windowed(geometry: SimulationGeometry, rows: tuple[int, int]) -> SimulationGeometry:
+def windowed(geometry: SimulationGeometry,
+             rows: tuple[int, int] | dict[int, tuple[int, int]]) -> SimulationGeometry:
     """The geometry read out in a window of CCD rows ``rows`` (1-based, unbinned, inclusive),
-    as a region-of-interest readout does."""
+    as a region-of-interest readout does: one window for every CCD, or one per CCD index
+    (a mosaic with two rows of CCDs reads the rows next to the central gap)."""
     amps = []
     for amp in geometry.amplifiers:
-        lo, hi = max(amp.rows[0], rows[0]), min(amp.rows[1], rows[1])
+        window = rows.get(amp.ccd) if isinstance(rows, dict) else rows
+        if window is None:
+            raise ValueError(f"no window rows for CCD {amp.ccd} (amplifier {amp.hdu})")
+        lo, hi = max(amp.rows[0], window[0]), min(amp.rows[1], window[1])
         if lo > hi:
-            raise ValueError(f"window rows {rows} miss amplifier {amp.hdu} (rows {amp.rows})")
+            raise ValueError(f"window rows {window} miss amplifier {amp.hdu} (rows {amp.rows})")
         amps.append(amp.model_copy(update={"rows": (lo, hi)}))
     return geometry.model_copy(update={"amplifiers": amps})
 
@@ -161,6 +158,26 @@ def ccd_regions(places: list[SimPlacement]) -> dict[int, tuple[int, int, int, in
         box[0], box[1] = min(box[0], p.focal_x.start), max(box[1], p.focal_x.stop)
         box[2], box[3] = min(box[2], p.focal_y.start), max(box[3], p.focal_y.stop)
     return {k: (v[0], v[1], v[2], v[3]) for k, v in sorted(out.items())}
+
+
+def ccd_frames(geometry: SimulationGeometry, places: list[SimPlacement],
+               binning: int) -> list[tuple[int, int, int, int, float, float, float]]:
+    """Per CCD read: its box on the focal-plane grid, its physical centre and rotation, for
+    :attr:`potpyri_core.simulate.scene.SceneConfig.ccd_frames`; empty when no CCD is rotated.
+
+    The centre is the whole CCD's (``shape / 2``), also when a window reads part of it.
+    """
+    if not any(ccd.rotation_deg for ccd in geometry.ccds):
+        return []
+    out = []
+    for index, (x0, x1, y0, y1) in ccd_regions(places).items():
+        ccd = geometry.ccds[index]
+        first = min((p for p in places if p.amp.ccd == index), key=lambda p: (p.amp.columns[0], p.amp.rows[0]))
+        (c1, _), (r1, _) = first.amp.columns, first.amp.rows
+        cx = first.focal_x.start + (ccd.shape[0] / 2.0 - (c1 - 1)) / binning - 0.5
+        cy = first.focal_y.start + (ccd.shape[1] / 2.0 - (r1 - 1)) / binning - 0.5
+        out.append((x0, x1, y0, y1, cx, cy, ccd.rotation_deg))
+    return out
 
 
 def pack_amplifiers(instrument: InstrumentSettings, primary: fits.Header, exposure: Any, binning: int,

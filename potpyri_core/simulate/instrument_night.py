@@ -60,6 +60,10 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
     shape, gaps = focal_plane(instrument, binning)
     band = overrides.get("band", "r")
     sim = instrument.simulation
+    frames = []
+    if sim is not None and sim.geometry is not None:
+        places = geometry.amplifier_placements(sim.geometry, dict(sim.primary), binning)
+        frames = geometry.ccd_frames(sim.geometry, places, binning)
     amps = sim.geometry.amplifiers if sim is not None and sim.geometry is not None else instrument.detector.amplifiers
     min_gain = min(a.gain for a in amps)
     bias = max(getattr(a, "bias_adu", sim.bias_level_adu if sim else 0.0) for a in amps)
@@ -68,7 +72,7 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
         "zeropoint": BAND_ZEROPOINT.get(band, 28.0), "sky_mag_per_arcsec2": BAND_SKY.get(band, 21.0),
         "saturation_e": (instrument.detector.saturation_adu - 1.3 * bias) * min_gain, "nir": instrument.band == "nir",
         "pixel_size_um": 15.0 * binning,
-        "read_noise_e": float(np.median([a.readnoise for a in amps])),
+        "read_noise_e": float(np.median([a.readnoise for a in amps])), "ccd_frames": frames,
     }
     if instrument.band == "nir":
         values.update(NIR_SCENE)
@@ -79,7 +83,8 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
 def simulate_instrument_night(
     pm: PluginManager, instrument: InstrumentSettings, outdir: Path, seed: int = 1, binning: int | None = None,
     n_science: int = 5, n_flats: int = 3, n_bias: int = 3, band: str = "r", exptime: float = 120.0,
-    fwhm: float = 0.8, compression: str | None = None, window: tuple[int, int] | None = None,
+    fwhm: float = 0.8, compression: str | None = None,
+    window: tuple[int, int] | dict[int, tuple[int, int]] | None = None,
     dec: float = 2.2, n_darks: int = 3, scene_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a simulated raw night of ``instrument`` into ``outdir``.
@@ -97,9 +102,9 @@ def simulate_instrument_night(
         suffix of the instrument's ``simulation.file_name``).
     dec : float
         Declination of the field (deg).
-    window : tuple of int, optional
-        Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does;
-        needs ``simulation.geometry``.
+    window : tuple of int or dict, optional
+        Read only these CCD rows (1-based, unbinned), as a region-of-interest readout does,
+        or per CCD index its rows; needs ``simulation.geometry``.
     binning : int, optional
         On-chip binning; default 2 for optical, 1 for NIR arrays (which do not bin).
     n_flats, n_bias, n_darks : int

@@ -87,6 +87,11 @@ class SceneConfig:
         (:func:`potpyri_core.simulate.nir.sky_pattern`), science frames.
     hot_pixel_fraction : float
         Fraction of pixels with a high dark current (darks and science).
+    ccd_frames : list of tuple
+        ``(x0, x1, y0, y1, cx, cy, rotation_deg)`` per CCD: its box on the grid (0-based,
+        end exclusive), its physical centre (0-based grid pixels) and its rotation on the
+        focal plane (counter-clockwise). Empty: the grid is one unrotated plane. With CCDs,
+        sources are rendered on each CCD's own rotated pixel grid (only inside the boxes).
 
     Notes
     -----
@@ -138,6 +143,7 @@ class SceneConfig:
     ref_epoch: float = 2016.0
     object_name: str = "SIMFIELD"
     seed: int = 1
+    ccd_frames: list[tuple[int, int, int, int, float, float, float]] = field(default_factory=list)
 
     @property
     def ny(self) -> int:
@@ -197,6 +203,7 @@ class SceneConfig:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
         d["gap_columns"] = [list(g) for g in self.gap_columns]
+        d["ccd_frames"] = [list(c) for c in self.ccd_frames]
         return d
 
 
@@ -670,23 +677,53 @@ def render_sources(cfg: SceneConfig, truth: Table, wcs: WCS,
     image : numpy.ndarray
         float64 image of shape ``cfg.shape``.
     x, y : numpy.ndarray
-        0-based pixel positions of all truth sources.
+        0-based pixel positions of all truth sources where they are recorded (on their CCD's
+        pixel grid when ``cfg.ccd_frames`` are given).
     """
     image = np.zeros(cfg.shape, np.float64)
     x, y = wcs.all_world2pix(np.asarray(truth["ra"], float), np.asarray(truth["dec"], float), 0)
     flux = np.asarray(truth["flux_e_per_s"], float) * exptime
+    if not cfg.ccd_frames:
+        _render_into(cfg, image, truth, x, y, flux)
+    for x0, x1, y0, y1, cx, cy, rotation in cfg.ccd_frames:
+        # a star at grid position q lands on CCD pixel c + R(-rotation) (q - c)
+        c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+        dx, dy = x - cx, y - cy
+        sub = np.zeros((y1 - y0, x1 - x0), np.float64)
+        _render_into(cfg, sub, truth, cx + c * dx + s * dy - x0, cy - s * dx + c * dy - y0, flux)
+        image[y0:y1, x0:x1] = sub
+    return (image, *ccd_positions(cfg, x, y))
+
+
+def ccd_positions(cfg: SceneConfig, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid positions where sources at undistorted-plane positions ``(x, y)`` are recorded:
+    on a rotated CCD, its pixel; elsewhere unchanged (the inverse of the packing of
+    :func:`render_sources`)."""
+    out_x, out_y = np.array(x, float), np.array(y, float)
+    for x0, x1, y0, y1, cx, cy, rotation in cfg.ccd_frames:
+        c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+        px, py = cx + c * (x - cx) + s * (y - cy), cy - s * (x - cx) + c * (y - cy)
+        on = (px >= x0 - 0.5) & (px < x1 - 0.5) & (py >= y0 - 0.5) & (py < y1 - 0.5)
+        out_x[on], out_y[on] = px[on], py[on]
+    return out_x, out_y
+
+
+def _render_into(cfg: SceneConfig, image: np.ndarray, truth: Table, x: np.ndarray, y: np.ndarray,
+                 flux: np.ndarray) -> None:
+    """Add every truth source at 0-based pixel positions ``(x, y)`` of ``image`` (clipped)."""
+    ny, nx = image.shape
     rb = _stamp_radius(cfg)
     rmax = math.ceil(_MAX_RADIUS_FWHM * cfg.fwhm_px)
     alpha, beta = cfg.moffat_alpha_px, cfg.moffat_beta
     peak_density = (beta - 1.0) / (math.pi * alpha**2)
     is_gal = np.asarray(truth["is_galaxy"], bool)
-    inside = ((x > -rmax) & (x < cfg.nx + rmax) & (y > -rmax) & (y < cfg.ny + rmax))
+    inside = ((x > -rmax) & (x < nx + rmax) & (y > -rmax) & (y < ny + rmax))
     for i in np.flatnonzero(inside & ~is_gal):
         # Radius where the wing drops to 1 e-/pix (only matters for bright stars).
         ratio = flux[i] * peak_density
         need = alpha * math.sqrt(max(ratio ** (1.0 / beta) - 1.0, 0.0))
         radius = min(max(rb, math.ceil(need)), rmax)
-        if x[i] < -radius or x[i] > cfg.nx + radius or y[i] < -radius or y[i] > cfg.ny + radius:
+        if x[i] < -radius or x[i] > nx + radius or y[i] < -radius or y[i] > ny + radius:
             continue
         stamp, x0, y0 = psf_stamp(cfg, float(x[i]), float(y[i]), radius)
         _add_stamp(image, stamp * flux[i], x0, y0)
@@ -696,7 +733,6 @@ def render_sources(cfg: SceneConfig, truth: Table, wcs: WCS,
         psf = _psf_bank(alpha, beta, rb)[0, 0, rb - rk:rb + rk + 1, rb - rk:rb + rk + 1]
         for i in np.flatnonzero(inside & is_gal):
             _add_galaxy(image, cfg, truth[i], float(x[i]), float(y[i]), flux[i], psf)
-    return image, x, y
 
 
 def _add_galaxy(image: np.ndarray, cfg: SceneConfig, row, x: float, y: float,

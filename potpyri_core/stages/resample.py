@@ -19,6 +19,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from scipy import ndimage
 
 from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.stages.ccdwcs import FrameMaps
 
 
 def output_grid(center: SkyCoord, size: tuple[int, int], pixel_scale: float) -> WCS:
@@ -65,9 +66,14 @@ def pixel_map(out_wcs: WCS, in_wcs: WCS, shape: tuple[int, int], step: int = 16)
 
 def resample(
     data: np.ndarray, variance: np.ndarray, mask: np.ndarray, in_wcs: WCS, out_wcs: WCS, shape: tuple[int, int],
-    step: int = 16,
+    step: int = 16, ccd_maps: FrameMaps | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample one frame onto the output grid (pixel map exact every ``step`` px).
+
+    With ``ccd_maps`` (astrometry per CCD), every output pixel is mapped through ``in_wcs``
+    and then through the inverse pixel map of the CCD it falls on
+    (:meth:`potpyri_core.stages.ccdwcs.FrameMaps.to_mosaic`), so each CCD is resampled with its
+    own WCS.
 
     Returns
     -------
@@ -77,6 +83,8 @@ def resample(
         output pixels (they set the output's bits instead).
     """
     x, y = pixel_map(out_wcs, in_wcs, shape, step)
+    if ccd_maps is not None:
+        x, y = (v.astype(np.float32) for v in ccd_maps.to_mosaic(x, y))
     ny, nx = data.shape
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     inside = (x0 >= 0) & (y0 >= 0) & (x0 < nx - 1) & (y0 < ny - 1)

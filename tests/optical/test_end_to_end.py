@@ -30,7 +30,7 @@ class Night:
 
     instrument: str
     band: str
-    window: tuple[int, int] | None
+    window: tuple[int, int] | dict[int, tuple[int, int]] | None
     dec: float = 2.2
     binning: int = 2
     seed: int = 3
@@ -58,6 +58,11 @@ NIGHTS = {
     # light (session 4 NOTES).
     "BINOSPEC": Night("BINOSPEC", "r", None, fwhm=1.6, exptime=30.0, slow=True,
                       known=("test_limiting_magnitude", "test_zero_point")),
+    # 8 CCDs with the DEEP2 rotations (up to 0.136 deg) and offsets: astrometry per CCD. The
+    # imaging field is the middle of the mosaic: the 800 rows next to the central gap of each
+    # CCD (bottom row 3297-4096, top row 1-800), 2x2, g band. ~11 min on the shared machine
+    # (the 4500 x 4500 output grid of out_size 9000 is mostly empty).
+    "DEIMOS": Night("DEIMOS", "g", {ccd: (3297, 4096) if ccd < 4 else (1, 800) for ccd in range(8)}, slow=True),
     # a 1400-row window: the catalog file is cut to the field, so its density is counted over its
     # own extent (before session 4 every frame failed: 3-4 pattern pairs). Measured: stack RMS
     # 0.035" (331 stars), ZP +0.0005

@@ -61,10 +61,10 @@ def test_settings_place_every_amplifier_where_the_published_geometry_does(name, 
 
 
 def test_the_optical_instruments_have_a_published_geometry():
-    assert {"GMOS-N", "GMOS-S", "LRIS"} <= set(WITH_GEOMETRY)
+    assert {"DEIMOS", "GMOS-N", "GMOS-S", "LRIS"} <= set(WITH_GEOMETRY)
 
 
-@pytest.mark.parametrize("name", ["GMOS-S", "LRIS"])
+@pytest.mark.parametrize("name", ["DEIMOS", "GMOS-S", "LRIS"])
 def test_a_five_pixel_gap_error_is_named(name):
     settings = PM.instrument(name)
     offsets = list(settings.detector.ccd_offsets)
