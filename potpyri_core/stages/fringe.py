@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.stats import SigmaClip
-from photutils.background import Background2D, SExtractorBackground
+from photutils.background import Background2D, MeanBackground
 from scipy.ndimage import gaussian_filter
 
 from potpyri_core.frames import Frame
@@ -66,14 +66,18 @@ class FringeFit:
 
 
 def large_scale(image: np.ndarray, hide: np.ndarray, box: int) -> np.ndarray:
-    """Background of ``image`` on scales above ``box`` px (3-sigma clipped mesh, hidden pixels
-    left out); the mesh is cut to the image where it is smaller."""
+    """Background of ``image`` on scales above ``box`` px (3-sigma clipped mean per mesh, hidden
+    pixels left out); the mesh is cut to the image where it is smaller.
+
+    A clipped mean, not a mode estimate: the values of a fringe pattern have a two-peaked
+    (arcsine-like) distribution whose mode estimate is biased by a good part of its
+    amplitude, while its mean over a mesh larger than the fringe spacing is its level."""
     ny, nx = image.shape
     size = (min(box, ny), min(box, nx))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # meshes with every pixel hidden are filled in
         bkg = Background2D(np.where(hide, 0.0, image), size, mask=hide, filter_size=3,
-                           sigma_clip=SigmaClip(sigma=3.0, maxiters=5), bkg_estimator=SExtractorBackground(),
+                           sigma_clip=SigmaClip(sigma=3.0, maxiters=5), bkg_estimator=MeanBackground(),
                            exclude_percentile=80.0)
     return bkg.background.astype(np.float32)
 
@@ -130,10 +134,12 @@ def smoothed(image: np.ndarray, variance: np.ndarray, sigma: float) -> tuple[np.
         return np.where(known, image, 0).astype(np.float32), np.where(known, variance, 0).astype(np.float32)
     weight = gaussian_filter(known.astype(np.float64), sigma, mode="nearest")
     total = gaussian_filter(np.where(known, image, 0.0), sigma, mode="nearest")
-    out = np.where(weight > 0.2, total / np.maximum(weight, 1e-12), 0.0)
-    # sum of squared weights of a normalised 2-D Gaussian: 1 / (4 pi sigma^2)
-    var = np.where(weight > 0.2, np.where(known, variance, 0.0) / (4 * np.pi * sigma**2 * np.maximum(weight, 1e-12)),
-                   0.0)
+    weight = np.maximum(weight, 1e-12)
+    out = np.where(weight > 0.2, total / weight, 0.0)
+    # a normalised 2-D Gaussian's squared weights sum to 1 / (4 pi sigma^2): the variance of the
+    # smoothed pixel is the local mean variance / (4 pi sigma^2 x the known fraction)
+    local = gaussian_filter(np.where(known, variance, 0.0), sigma, mode="nearest") / weight
+    var = np.where(weight > 0.2, local / (4 * np.pi * sigma**2 * weight), 0.0)
     return out.astype(np.float32), var.astype(np.float32)
 
 
