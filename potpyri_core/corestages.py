@@ -312,7 +312,8 @@ def fringe_master_job(ctx: JobContext, paths: list[Path], out: Path, key: str) -
     header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
     header["FRNGKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
     atomic_write(fits.HDUList([fits.PrimaryHDU(pattern.data, header=header),
-                               fits.ImageHDU(pattern.variance, name="VARIANCE")]), out)
+                               fits.ImageHDU(pattern.variance, name="VARIANCE"),
+                               fits.ImageHDU(pattern.self_weight, name="SELFWT")]), out)
     return f"{pattern.n_frames} frames" if pattern.n_frames else f"from {header['FRNGSRC']}"
 
 
@@ -321,9 +322,11 @@ def fringe_job(ctx: JobContext, path: Path, master: Path, key: str) -> str:
     frame = Frame.from_file(path)
     with fits.open(master) as hdul:
         pattern = fringe.FringeFrame(hdul[0].data.astype(np.float32), hdul["VARIANCE"].data.astype(np.float32),
-                                     int(hdul[0].header["NFRINGE"]))
+                                     int(hdul[0].header["NFRINGE"]), hdul["SELFWT"].data.astype(np.float32))
         master_key = hdul[0].header["FRNGKEY"]
-    fit = fringe.subtract_fringe(frame, pattern, ctx.params.fringe, ctx.params.sky)
+        inputs = {str(v) for k, v in hdul[0].header.items() if k.startswith("IMCMB")}
+    included = str(frame.header.get("RAWFILE", ""))[:60] in inputs
+    fit = fringe.subtract_fringe(frame, pattern, ctx.params.fringe, ctx.params.sky, included)
     h = frame.header
     h["FRNGSCL"] = (fit.scale, "fringe subtracted: FRNGSCL x fringe frame (e-)")
     h["FRNGERR"] = (fit.error, "standard error of FRNGSCL (e-)")

@@ -39,11 +39,16 @@ class FringeFrame:
         Variance of ``data`` (float32, per unit sky squared).
     n_frames : int
         Frames it was built from (0 for a supplied frame).
+    self_weight : ndarray
+        Weight of one input frame's own pixel in ``data`` (the smoothing kernel's centre over
+        the frames combined there; 0 for a supplied frame): subtracting the fringe frame from
+        one of its inputs also takes out this fraction of that frame's own noise.
     """
 
     data: np.ndarray
     variance: np.ndarray
     n_frames: int
+    self_weight: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def normalised(frame: Frame, hide: np.ndarray, box: int) -> tuple[np.ndarray, fl
     return image, level, noise
 
 
-def combine(images: list[np.ndarray], noise: list[float], clip: float) -> tuple[np.ndarray, np.ndarray]:
+def combine(images: list[np.ndarray], noise: list[float], clip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clipped combination of normalised frames: values within ``clip`` times their frame's
     noise of the pixel's median are averaged (a mean has 2/pi of the variance of a median).
 
@@ -113,6 +118,8 @@ def combine(images: list[np.ndarray], noise: list[float], clip: float) -> tuple[
         Combined image (NaN where every frame is hidden).
     variance : ndarray
         Variance of the mean from the frames' noise and the number of values kept.
+    count : ndarray
+        Values kept per pixel.
     """
     cube = np.stack(images)
     sigma = np.asarray(noise, np.float32)[:, None, None]
@@ -123,7 +130,7 @@ def combine(images: list[np.ndarray], noise: list[float], clip: float) -> tuple[
         mean = np.nanmean(kept, axis=0)
         count = np.sum(np.isfinite(kept), axis=0)
         variance = np.nansum(np.where(np.isfinite(kept), sigma**2, np.nan), axis=0) / np.maximum(count, 1) ** 2
-    return mean.astype(np.float32), np.where(count > 0, variance, np.inf).astype(np.float32)
+    return mean.astype(np.float32), np.where(count > 0, variance, np.inf).astype(np.float32), count
 
 
 def smoothed(image: np.ndarray, variance: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -170,18 +177,29 @@ def build_fringe_frame(frames: list[Frame], params: FringeParams, sky: SkyParams
                          " dithered frames (fringe.min_frames), or pass one with -p fringe.frame=PATH")
     bad = [(f.mask & UNUSABLE) > 0 for f in frames]
     first = [normalised(f, b, params.box) for f, b in zip(frames, bad, strict=True)]
-    pattern, _ = combine([im for im, _, _ in first], [n for _, _, n in first], params.clip)
+    pattern, _, _ = combine([im for im, _, _ in first], [n for _, _, n in first], params.clip)
     pattern = np.nan_to_num(pattern)
     hide = []
     for f, b, (image, level, _) in zip(frames, bad, first, strict=True):
         residual = np.where(b, 0.0, np.nan_to_num(image) - pattern) * level
         hide.append(b | source_pixels(residual, b, sky))
     second = [normalised(f, h, params.box) for f, h in zip(frames, hide, strict=True)]
-    mean, variance = combine([im for im, _, _ in second], [n for _, _, n in second], params.clip)
+    mean, variance, count = combine([im for im, _, _ in second], [n for _, _, n in second], params.clip)
     known = np.isfinite(mean)
     mean = np.where(known, mean - large_scale(np.nan_to_num(mean), ~known, params.box), np.nan)
     data, var = smoothed(mean, variance, params.smooth)
-    return FringeFrame(data, var, len(frames))
+    centre = _kernel_centre(params.smooth)
+    self_weight = np.where(count > 0, centre / np.maximum(count, 1), 0.0).astype(np.float32)
+    return FringeFrame(data, var, len(frames), self_weight)
+
+
+def _kernel_centre(sigma: float) -> float:
+    """Central weight of the normalised Gaussian smoothing kernel (1 without smoothing)."""
+    if sigma <= 0:
+        return 1.0
+    delta = np.zeros((41, 41))
+    delta[20, 20] = 1.0
+    return float(gaussian_filter(delta, sigma)[20, 20])
 
 
 def supplied_fringe_frame(data: np.ndarray, params: FringeParams) -> FringeFrame:
@@ -189,7 +207,8 @@ def supplied_fringe_frame(data: np.ndarray, params: FringeParams) -> FringeFrame
     image = np.asarray(data, np.float32)
     known = np.isfinite(image)
     image = np.where(known, image - large_scale(np.nan_to_num(image), ~known, params.box), 0.0)
-    return FringeFrame(image.astype(np.float32), np.zeros(image.shape, np.float32), 0)
+    zeros = np.zeros(image.shape, np.float32)
+    return FringeFrame(image.astype(np.float32), zeros, 0, zeros)
 
 
 def fit_scale(data: np.ndarray, fringe: np.ndarray, hide: np.ndarray, clip: float = 4.0,
@@ -240,11 +259,16 @@ def fit_scale(data: np.ndarray, fringe: np.ndarray, hide: np.ndarray, clip: floa
     return FringeFit(float(coef[3]), float(np.sqrt(cov[3, 3])), int(keep.sum()))
 
 
-def subtract_fringe(frame: Frame, fringe: FringeFrame, params: FringeParams, sky: SkyParams) -> FringeFit:
-    """Fit and subtract the fringe frame from one frame (in place), adding its variance.
+def subtract_fringe(frame: Frame, fringe: FringeFrame, params: FringeParams, sky: SkyParams,
+                    included: bool = False) -> FringeFit:
+    """Fit and subtract the fringe frame from one frame (in place), updating its variance.
 
     The strength is fitted twice: on the bad-pixel-masked frame, then with the sources found
-    in the frame minus that first fringe estimate hidden as well.
+    in the frame minus that first fringe estimate hidden as well. The variance gains the
+    fringe frame's (``scale**2 * fringe.variance``); for a frame the fringe frame was built
+    from (``included``) the subtraction also takes out a fraction ``a = scale / level *
+    fringe.self_weight`` of the frame's own noise, so its variance is multiplied by
+    ``1 - 2 a`` (the ``a**2`` term is part of the fringe frame's variance).
     """
     if fringe.data.shape != frame.data.shape:
         raise ValueError(f"fringe frame {fringe.data.shape} and frame {frame.data.shape} differ in shape")
@@ -255,7 +279,8 @@ def subtract_fringe(frame: Frame, fringe: FringeFrame, params: FringeParams, sky
     hide = bad | source_pixels(np.where(bad, 0.0, flat - first.scale * fringe.data), bad, sky)
     fit = fit_scale(flat, fringe.data, hide)
     frame.data = np.where(bad & (frame.data == 0), 0, frame.data - fit.scale * fringe.data).astype(np.float32)
-    frame.variance = (frame.variance + fit.scale**2 * fringe.variance).astype(np.float32)
+    own = fit.scale / float(np.median(background[~bad])) * fringe.self_weight if included else 0.0
+    frame.variance = (frame.variance * (1 - 2 * own) + fit.scale**2 * fringe.variance).astype(np.float32)
     return fit
 
 
