@@ -80,9 +80,14 @@ def test_fringe_frame_from_dithered_frames_and_subtraction():
     attenuation = np.sum(gaussian_filter(pattern, params.smooth)[inner] * pattern[inner]) / np.sum(pattern[inner] ** 2)
     slope = np.sum(built.data[inner] * pattern[inner]) / np.sum(pattern[inner] ** 2)
     assert slope == pytest.approx(np.mean(strengths) * attenuation, rel=0.02)
-    assert np.corrcoef(built.data[inner].ravel(), pattern[inner].ravel())[0, 1] > 0.98
+    # unsmoothed: pixel noise ~1/sqrt(5 x 2e4) = 0.0032 against the fringe's rms 0.021 -> 0.989
+    assert np.corrcoef(built.data[inner].ravel(), pattern[inner].ravel())[0, 1] > 0.97
     # a pixel is unknown (0, variance 0) only where it is hidden in every frame
-    assert built.n_frames == 5 and np.mean(built.variance[inner] > 0) > 0.999
+    assert built.n_frames == 5 and np.mean(built.variance[inner] > 0) > 0.99
+    # unsmoothed, a frame's own pixel has weight 1 / (frames combined there, 1 to 5)
+    known = built.self_weight[inner] > 0
+    count = 1 / built.self_weight[inner][known]
+    assert np.allclose(count, np.round(count), atol=1e-4) and count.min() >= 1 and count.max() == pytest.approx(5)
     for frame, s, a in zip(frames, skies, strengths, strict=True):
         truth = s * a * pattern
         before = frame.data.copy()
