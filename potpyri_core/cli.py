@@ -105,6 +105,7 @@ def _param_default(step: str, name: str) -> str:
 @click.option("--fwhm-init", type=float, default=None, help="First guess of the FWHM (pixels)."
               + _param_default("photometry", "fwhm_init"))
 @click.option("--skip-skysub", is_flag=True, help="Do not subtract the sky.")
+@click.option("--skip-fringe", is_flag=True, help="Do not subtract fringes (bands the instrument marks).")
 @click.option("--skip-flatten", is_flag=True, help="Do not divide by a flat.")
 @click.option("--skip-cr", is_flag=True, help="Do not flag cosmic rays.")
 @click.option("--skip-gaia", is_flag=True, help="Keep the header WCS (no astrometric solution).")
@@ -138,7 +139,8 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
     }
     options = RunOptions(
         **{k: v for k, v in given.items() if v is not None}, include_bad=kw["include_bad"],
-        redo_sort=not kw["no_redo_sort"], skip_skysub=kw["skip_skysub"], skip_flatten=kw["skip_flatten"],
+        redo_sort=not kw["no_redo_sort"], skip_skysub=kw["skip_skysub"], skip_fringe=kw["skip_fringe"],
+        skip_flatten=kw["skip_flatten"],
         skip_cr=kw["skip_cr"], skip_gaia=kw["skip_gaia"], catalogs=tuple(kw["catalogs"]), params=layer,
         force=kw["force"],
     )

@@ -34,9 +34,10 @@ from potpyri_core.products import atomic_write, md5sum, provenance_hdu, stack_he
 from potpyri_core.progress import progress
 from potpyri_core.qa import run_qa
 from potpyri_core.rawio import open_raw
+from potpyri_core.safenames import ensure_inside, safe_component
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, ccdwcs, injection, photometry, psfphot, resample, sourcecat
+from potpyri_core.stages import align, astrometry, ccdwcs, fringe, injection, photometry, psfphot, resample, sourcecat
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -244,21 +245,34 @@ def run_frames(p: Pipeline) -> None:
     jobs, notes = [], {}
     for row in p.rows("SCIENCE"):
         try:
-            masters = p.library.masters_for(row, kinds)
+            job = frame_plan(p, ctx, row, kinds)
         except MissingCalibrationError as exc:
             p.record(row["File"], False, 0.0, str(exc))
             continue
-        raw, out = p.data_path / row["File"], p.workspace_path(row["File"])
-        key = signature("frames", md5sum(raw), float(row["Exp"]), {k: card(m, "CALKEY") for k, m in masters.items()},
-                        p.params.calibration.model_dump(), p.params.cosmic_rays.model_dump(),
-                        sorted(ctx.skipped))
+        _, raw, _, masters, out, key = job
         if is_current(out, "FRMKEY", key, p.options.force):
             p.record(raw.name, True, 0.0, "up to date")
             continue
         notes[raw.name] = "; ".join(earlier_master_note(p, path) for path in masters.values() if path not in p.made)
-        jobs.append((ctx, raw, float(row["Exp"]), masters, out, key))
+        jobs.append(job)
     for name, ok, seconds, message in p.map(_timed(frame_job), jobs, "frames"):
         p.record(name, ok, seconds, "; ".join(m for m in (message, notes.get(name, "")) if m))
+
+
+def frame_plan(p: Pipeline, ctx: JobContext, row: Any, kinds: list[str]) -> tuple:
+    """Arguments of :func:`frame_job` for one science row: its masters and signature.
+
+    Raises
+    ------
+    MissingCalibrationError
+        When a master it needs does not exist.
+    """
+    masters = p.library.masters_for(row, kinds)
+    raw, out = p.data_path / row["File"], p.workspace_path(row["File"])
+    key = signature("frames", md5sum(raw), float(row["Exp"]), {k: card(m, "CALKEY") for k, m in masters.items()},
+                    p.params.calibration.model_dump(), p.params.cosmic_rays.model_dump(),
+                    sorted(ctx.skipped))
+    return ctx, raw, float(row["Exp"]), masters, out, key
 
 
 def earlier_master_note(p: Pipeline, path: Path) -> str:
@@ -273,6 +287,117 @@ def earlier_master_note(p: Pipeline, path: Path) -> str:
     if stale:
         log.warning("frames: %s", message)
     return message
+
+
+# ----------------------------------------------------------------------------- fringe
+def fringe_groups(p: Pipeline) -> dict[str, list[Any]]:
+    """Science rows of the bands the instrument's settings mark as fringing
+    (``fringe_bands``), by filter, amplifier and binning (the fringe frame's group)."""
+    bands = set(p.instrument.fringe_bands)
+    groups: dict[str, list[Any]] = {}
+    for row in p.rows("SCIENCE"):
+        if str(row["Filter"]) in bands:
+            name = "_".join(safe_component(row[c]) for c in ("Filter", "Amp", "Binning"))
+            groups.setdefault(name, []).append(row)
+    return groups
+
+
+def fringe_master_job(ctx: JobContext, paths: list[Path], out: Path, key: str) -> str:
+    """Build (or take from ``fringe.frame``) one fringe frame and write it to ``out``."""
+    params = ctx.params.fringe
+    header = fits.Header()
+    if params.frame is not None:
+        with fits.open(params.frame) as hdul:
+            data = next(h.data for h in hdul if h.is_image and h.data is not None)
+        pattern = fringe.supplied_fringe_frame(data, params)
+        header["FRNGSRC"] = (Path(params.frame).name[:60], "supplied fringe frame (-p fringe.frame)")
+    else:
+        frames = [Frame.from_file(q) for q in paths]
+        pattern = fringe.build_fringe_frame(frames, params, ctx.params.sky)
+        header["FRNGSRC"] = ("night", "built from the night's dithered frames")
+        for i, frame in enumerate(frames):
+            header[f"IMCMB{i + 1:03d}"] = (str(frame.header.get("RAWFILE", paths[i].name))[:60], "input frame")
+    header["NFRINGE"] = (pattern.n_frames, "frames combined into this fringe frame")
+    header["BUNIT"] = ("fraction of sky", "fringe per unit sky level (large scales removed)")
+    header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
+    header["FRNGKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+    atomic_write(fits.HDUList([fits.PrimaryHDU(pattern.data, header=header),
+                               fits.ImageHDU(pattern.variance, name="VARIANCE"),
+                               fits.ImageHDU(pattern.self_weight, name="SELFWT")]), out)
+    return f"{pattern.n_frames} frames" if pattern.n_frames else f"from {header['FRNGSRC']}"
+
+
+def fringe_job(ctx: JobContext, path: Path, master: Path, key: str) -> str:
+    """Fit the fringe frame ``master`` to one calibrated frame, subtract it, record the scale."""
+    frame = Frame.from_file(path)
+    with fits.open(master) as hdul:
+        pattern = fringe.FringeFrame(hdul[0].data.astype(np.float32), hdul["VARIANCE"].data.astype(np.float32),
+                                     int(hdul[0].header["NFRINGE"]), hdul["SELFWT"].data.astype(np.float32))
+        master_key = hdul[0].header["FRNGKEY"]
+        inputs = {str(v) for k, v in hdul[0].header.items() if k.startswith("IMCMB")}
+    included = str(frame.header.get("RAWFILE", ""))[:60] in inputs
+    fit = fringe.subtract_fringe(frame, pattern, ctx.params.fringe, ctx.params.sky, included)
+    h = frame.header
+    h["FRNGSCL"] = (fit.scale, "fringe subtracted: FRNGSCL x fringe frame (e-)")
+    h["FRNGERR"] = (fit.error, "standard error of FRNGSCL (e-)")
+    h["FRNGNPIX"] = (fit.n_pixels, "pixels of the least-squares fit")
+    h["FRNGCOR"] = (master.name, "fringe frame subtracted")
+    h["FRNGMKEY"] = (master_key, "FRNGKEY of that fringe frame")
+    h["FRGKEY"] = (key, "signature of inputs, parameters, code (re-runs)")
+    atomic_write(frame.to_hdul(), path)
+    return f"fringe {fit.scale:.0f}+-{fit.error:.1f} e- per unit ({master.name})"
+
+
+def run_fringe(p: Pipeline) -> None:
+    """Fringe frame per fringing band (from the night's frames or ``fringe.frame``), scaled to
+    and subtracted from each of its frames; other bands are untouched.
+
+    The stage rewrites calibrated frames in place, so a frame that an earlier fringe or sky
+    correction changed is remade from its raw file (the frames stage's job, same signature)
+    before it is corrected again or goes into a fringe frame.
+    """
+    params = p.params.fringe
+    supplied = md5sum(params.frame) if params.frame is not None else None
+    frames_stage = next(s for s in p.stages if s.name == "frames")
+    frames_ctx = JobContext(p.instrument, p.params, p.plugins.spec, frozenset(frames_stage.skipped_hooks(p.options)))
+    kinds = p.library.kinds(skip_flat=p.options.skip_flatten)
+    sources = {k: v for k, v in p.params.sky.model_dump().items() if k.startswith("source_")}
+    builds, corrections, remakes = [], [], []
+    for group, rows in fringe_groups(p).items():
+        present = [(r, q) for r in rows if (q := p.workspace_path(r["File"])).exists()]
+        if not present:
+            continue
+        out = ensure_inside(p.cals / f"mfringe_{group}.fits", p.cals)
+        master_key = signature("fringe master", supplied or sorted(str(card(q, "FRMKEY")) for _, q in present),
+                               params.model_dump(exclude={"frame"}), sources)
+        keys = {q: signature("fringe", card(q, "FRMKEY"), master_key) for _, q in present}
+        build = not is_current(out, "FRNGKEY", master_key, p.options.force)
+        todo = present if build else [(r, q) for r, q in present if not is_current(q, "FRGKEY", keys[q], False)]
+        if not todo:
+            p.record(out.name, True, 0.0, "up to date")
+            continue
+        remakes += [(r, q) for r, q in todo if card(q, "FRGKEY") or card(q, "SKYKEY")]
+        if build:
+            builds.append((p.job_context(), [q for _, q in present], out, master_key))
+        corrections += [(out, q, keys[q]) for _, q in todo]
+    jobs = []
+    for row, _ in remakes:
+        try:
+            jobs.append(frame_plan(p, frames_ctx, row, kinds))
+        except MissingCalibrationError as exc:
+            p.record(row["File"], False, 0.0, str(exc))
+    for name, ok, seconds, message in p.map(_timed(frame_job), jobs, "frames remade for the fringe stage"):
+        p.record(name, ok, seconds, f"remade from the raw file {message}".strip() if ok else message)
+    failed = set()
+    for job, (name, ok, seconds, message) in zip(builds, p.map(_timed(fringe_master_job), builds, "fringe frames"),
+                                                strict=True):
+        p.record(job[2].name, ok, seconds, message)
+        if not ok:
+            failed.add(job[2])
+    ctx = p.job_context()
+    jobs = [(ctx, q, out, key) for out, q, key in corrections if out not in failed]
+    for name, ok, seconds, message in p.map(_timed(fringe_job), jobs, "fringe"):
+        p.record(name, ok, seconds, message)
 
 
 # ----------------------------------------------------------------------------- sky
@@ -306,7 +431,7 @@ def run_sky(p: Pipeline) -> None:
             units.extend([path] for path in paths)
     jobs = []
     for unit in units:
-        key = signature("sky", [card(path, "FRMKEY") for path in unit], p.params.sky.model_dump(),
+        key = signature("sky", [card(path, "FRGKEY") or card(path, "FRMKEY") for path in unit], p.params.sky.model_dump(),
                         p.params.satellites.model_dump(), sorted(ctx.skipped))
         if unit and all(is_current(path, "SKYKEY", key, p.options.force) for path in unit):
             p.record(", ".join(path.name for path in unit), True, 0.0, "up to date")
@@ -361,7 +486,7 @@ def run_astrometry(p: Pipeline) -> None:
     for path in (p.workspace_path(r["File"]) for r in p.rows("SCIENCE")):
         if not path.exists():
             continue
-        key = signature("astrometry", card(path, "SKYKEY") or card(path, "FRMKEY"), catalog_key,
+        key = signature("astrometry", card(path, "SKYKEY") or card(path, "FRGKEY") or card(path, "FRMKEY"), catalog_key,
                         p.params.astrometry.model_dump())
         if is_current(path, "ASTKEY", key, p.options.force):
             p.record(path.name, True, 0.0, "up to date")
@@ -493,8 +618,8 @@ def run_stack(p: Pipeline) -> None:
                 raise RuntimeError("every frame failed its astrometry")
             headers = [fits.getheader(path) for path in paths]
             path = p.stack_path(group)
-            key = signature("stack", [[h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRMKEY"), h.get("ALNKEY"),
-                                       h.get("CCDKEY")]
+            key = signature("stack", [[h.get("ASTKEY") or h.get("SKYKEY") or h.get("FRGKEY") or h.get("FRMKEY"),
+                                       h.get("ALNKEY"), h.get("CCDKEY")]
                                       for h in headers],
                             p.params.resample.model_dump(), p.params.stack.model_dump(), p.options.fieldcenter,
                             p.options.out_size)
@@ -705,6 +830,10 @@ CORE_STAGES: list[Stage] = [
                                           "potpyri_mask_cosmic_rays"),
           "raw science frames, masters", "red/workspace/<stem>_red.fits",
           skips=(("skip_cr", "potpyri_mask_cosmic_rays"), ("skip_flatten", "flat master"))),
+    Stage("fringe", run_fringe, "band (fringe frame), frame", (),
+          "red/workspace (frames of the instrument's fringe_bands), -p fringe.frame",
+          "red/cals/mfringe_<filter>_<amp>_<binning>.fits, red/workspace (FRNGSCL)",
+          skips=(("skip_fringe", "*"),)),
     Stage("sky", run_sky, "frame (2-D sky) or target (dithered sky)",
           ("potpyri_subtract_sky", "potpyri_mask_satellites"), "red/workspace", "red/workspace",
           skips=(("skip_skysub", "potpyri_subtract_sky"),)),

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGES = ("sort", "calibrations", "frames", "sky", "astrometry", "stack", "photometry")
+STAGES = ("sort", "calibrations", "frames", "fringe", "sky", "astrometry", "stack", "photometry")
 """The core stages of a reduction, in order (plugins may add more)."""
 
 
@@ -31,6 +31,8 @@ class RunOptions(BaseModel):
     file_list_name: str = "file_list.txt"
     skip_skysub: bool = False
     """Do not subtract the sky."""
+    skip_fringe: bool = False
+    """Do not subtract fringes (the fringe stage)."""
     skip_flatten: bool = False
     """Do not divide by a flat."""
     skip_cr: bool = False

@@ -12,6 +12,7 @@ becomes one more section of :class:`Parameters` for that run.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
@@ -89,6 +90,28 @@ class SkyParams(StepParams):
     """Size (px) of the dilation of the source mask."""
 
 
+class FringeParams(StepParams):
+    """Fringe frame and its subtraction (bands in the instrument's ``fringe_bands``)."""
+
+    frame: Path | None = None
+    """A fringe frame to use (FITS, first image HDU, on the grid of the calibrated frames)
+    instead of one built from the night's science frames of the band."""
+    min_frames: int = Field(default=3, ge=2)
+    """Fewest dithered frames of a band that build a fringe frame."""
+    clip: float = Field(default=3.0, gt=0)
+    """Values further than this many sigma (each frame's own noise) from the median of the
+    normalised frames are left out; the rest are averaged."""
+    box: int = Field(default=128, ge=8)
+    """Mesh (px) of the large-scale background removed from the frames and the fringe frame;
+    larger than the fringe spacing."""
+    smooth: float = Field(default=0.0, ge=0)
+    """Gaussian sigma (px) by which the fringe frame is smoothed (0: none). Smoothing lowers
+    the fringe frame's noise but also the amplitude of closely spaced fringes (8% at a 15 px
+    spacing for 1 px), which then stay in the frames; unsmoothed, the fringe frame's noise
+    costs a stack of the dithered frames nothing (each frame's own noise is part of what is
+    subtracted from it)."""
+
+
 class SatelliteParams(StepParams):
     """Satellite and aircraft trails in sky-subtracted frames."""
 
@@ -148,6 +171,7 @@ class PhotometryParams(StepParams):
 CORE_STEPS: dict[str, type[StepParams]] = {
     "calibration": CalibrationParams,
     "cosmic_rays": CosmicRayParams,
+    "fringe": FringeParams,
     "sky": SkyParams,
     "satellites": SatelliteParams,
     "astrometry": AstrometryParams,
@@ -165,6 +189,7 @@ class Parameters(BaseModel):
 
     calibration: CalibrationParams = CalibrationParams()
     cosmic_rays: CosmicRayParams = CosmicRayParams()
+    fringe: FringeParams = FringeParams()
     sky: SkyParams = SkyParams()
     satellites: SatelliteParams = SatelliteParams()
     astrometry: AstrometryParams = AstrometryParams()

@@ -93,7 +93,7 @@ def provenance_hdu(frame_headers: list[fits.Header], settings: dict[str, Any], o
     """PROVENANCE extension: each input (raw file, md5, masters used), settings, options,
     resolved step parameters and the versions of the code."""
     rows = [(str(h.get("RAWFILE", "")), str(h.get("RAWMD5", "")),
-             ";".join(str(h[k]) for k in ("BIASCOR", "DARKCOR", "FLATCOR") if k in h)) for h in frame_headers]
+             ";".join(str(h[k]) for k in ("BIASCOR", "DARKCOR", "FLATCOR", "FRNGCOR") if k in h)) for h in frame_headers]
     table = Table(rows=rows, names=["file", "md5", "calibrations"], dtype=[str, str, str])
     table.meta["SETTINGS"] = json.dumps(settings)[:60000]
     table.meta["OPTIONS"] = options_json

@@ -643,6 +643,9 @@ class InstrumentSettings(StrictModel):
     """Science frames shorter than this (s) are acquisition frames: BAD."""
     filters: dict[str, str] = {}
     """Regular expression (full match on the lower-cased value) -> band name."""
+    fringe_bands: list[str] = []
+    """Bands (names :meth:`band_of` gives) whose science frames fringe: the fringe stage
+    builds a fringe frame for them and subtracts it; frames of other bands are untouched."""
     params: dict[str, dict[str, Any]] = {}
     """Step parameters that differ from the core defaults (``[params.cosmic_rays]`` ...;
     the steps and names of :mod:`potpyri_core.params`), validated when the plugin loads."""

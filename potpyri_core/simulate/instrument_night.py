@@ -12,6 +12,7 @@ from astropy.time import Time
 from potpyri_core.plugins import PluginManager
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.simulate import geometry
+from potpyri_core.simulate.fringes import FRINGE_AMPLITUDE
 from potpyri_core.simulate.night import simulate_night
 from potpyri_core.simulate.rawwrite import with_compression
 from potpyri_core.simulate.scene import SceneConfig
@@ -56,7 +57,8 @@ def focal_plane(instrument: InstrumentSettings, binning: int) -> tuple[tuple[int
 
 
 def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: Any) -> SceneConfig:
-    """A scene for ``instrument``: its geometry, pixel scale and saturation, plus overrides."""
+    """A scene for ``instrument``: its geometry, pixel scale and saturation, fringes in the
+    bands its settings mark (``fringe_bands``), plus overrides."""
     shape, gaps = focal_plane(instrument, binning)
     band = overrides.get("band", "r")
     sim = instrument.simulation
@@ -73,6 +75,7 @@ def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: 
         "saturation_e": (instrument.detector.saturation_adu - 1.3 * bias) * min_gain, "nir": instrument.band == "nir",
         "pixel_size_um": 15.0 * binning,
         "read_noise_e": float(np.median([a.readnoise for a in amps])), "ccd_frames": frames,
+        "fringe_amplitude": FRINGE_AMPLITUDE.get(band, 0.0) if band in instrument.fringe_bands else 0.0,
     }
     if instrument.band == "nir":
         values.update(NIR_SCENE)

@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .artifacts import DEAD_COLUMN_RESPONSE
+from .fringes import ccd_columns
 from .rawwrite import write_atomic, write_raw
 from .refcat import write_reference_catalogs
 from .scene import (
@@ -29,7 +30,7 @@ from .scene import (
 FLUX_CONVENTION = (
     "Images are electrons. A source of magnitude m (AB, cfg.band) delivers "
     "10**(-0.4*(m - zeropoint)) * exptime e- in total for unit response; recorded "
-    "image = Poisson((sky + sources) * flat + dark + hot columns) + cosmic rays, with the flat "
+    "image = Poisson((sky + fringes + sources) * flat + dark + hot columns) + cosmic rays, with the flat "
     "normalised to median 1 over non-gap pixels. The PSF is a pixel-integrated Moffat "
     "normalised to 1 over the infinite plane; psf_stamp_fraction gives the fraction kept "
     "inside the rendered stamp."
@@ -120,7 +121,7 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
             raw.append(path)
             rec = {"file": name, "kind": kind, "index": index, "exptime": exp.exptime,
                    "mjd": exp.mjd, "object": exp.object_name,
-                   "sky_e_per_pix": exp.sky_e_per_pix,
+                   "sky_e_per_pix": exp.sky_e_per_pix, "fringe_e": exp.fringe_e,
                    "n_cr_pixels": int(exp.cr_mask.sum()) if exp.cr_mask is not None else 0}
             if kind == "science":
                 rec.update(
@@ -149,6 +150,9 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
     paths["flat_pattern"] = truth_dir / "flat_pattern.fits"
     _write_bytes(paths["flat_pattern"],
                  _hdul_bytes(fits.HDUList([fits.PrimaryHDU(det.flat, header=flat_hdr)])))
+    if det.fringe is not None:
+        paths["fringe_pattern"] = truth_dir / "fringe_pattern.fits"
+        _write_bytes(paths["fringe_pattern"], _hdul_bytes(fringe_hdul(cfg, det.fringe)))
     paths["refcat"] = write_reference_catalogs(truth, outdir / "refcat", cfg,
                                                np.random.default_rng([cfg.seed, 3]),
                                                truth_dir=truth_dir)
@@ -183,6 +187,22 @@ def simulate_night(cfg: SceneConfig, outdir: str | Path,
     _write_bytes(paths["truth_json"], json.dumps(info, indent=1, allow_nan=False,
                                                  default=_json_default).encode())
     return paths
+
+
+def fringe_hdul(cfg: SceneConfig, pattern: np.ndarray) -> fits.HDUList:
+    """The true fringe pattern: the focal-plane grid (primary) and one extension per CCD
+    (``CCD1``... with ``X0``, ``X1`` its columns); a science frame's fringe in e- is its
+    ``fringe_e`` (truth.json) times the pattern."""
+    header = fits.Header()
+    header["FRNGAMP"] = (cfg.fringe_amplitude, "peak fringe amplitude / sky (night mean)")
+    header["COMMENT"] = "Fringe pattern (-1..1), fixed on the detector; e- = fringe_e x pattern."
+    hdus: list = [fits.PrimaryHDU(pattern, header=header)]
+    for number, (x0, x1) in enumerate(ccd_columns(cfg), start=1):
+        hdu = fits.ImageHDU(pattern[:, x0:x1], name=f"CCD{number}")
+        hdu.header["X0"] = (x0, "first column on the focal-plane grid (0-based)")
+        hdu.header["X1"] = (x1, "column after the last")
+        hdus.append(hdu)
+    return fits.HDUList(hdus)
 
 
 def _json_default(obj: object) -> object:

@@ -14,7 +14,7 @@ each pixel (10x10 sub-sampling) and truncated to a square stamp of half-width
 ``8 * FWHM`` pixels, which loses ``< 0.05 %`` of the flux for ``beta = 3``
 (``< 0.5 %`` for ``beta >= 2``; see :func:`psf_stamp_fraction`).  Stars bright
 enough for the wing beyond the stamp to exceed 1 e- per pixel get a larger
-stamp.  The recorded image is ``(sky + sources) * flat + dark`` where the flat
+stamp.  The recorded image is ``(sky + fringes + sources) * flat + dark`` where the flat
 pattern has median exactly 1 over the illuminated pixels, so dividing by a flat
 normalised to median 1 recovers the true flux.
 """
@@ -33,7 +33,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, Sip
 from scipy.signal import fftconvolve
 
-from . import artifacts, nir
+from . import artifacts, fringes, nir
 from .flatfield import flat_pattern
 
 #: Sub-pixel phases per pixel in the PSF bank (and sub-samples per pixel).
@@ -92,6 +92,9 @@ class SceneConfig:
         end exclusive), its physical centre (0-based grid pixels) and its rotation on the
         focal plane (counter-clockwise). Empty: the grid is one unrotated plane. With CCDs,
         sources are rendered on each CCD's own rotated pixel grid (only inside the boxes).
+    fringe_amplitude : float
+        Peak amplitude of the fringes (fraction of the sky, science frames; 0: none), see
+        :mod:`potpyri_core.simulate.fringes`.
 
     Notes
     -----
@@ -137,6 +140,7 @@ class SceneConfig:
     sky_variation: float = 0.0
     sky_structure: float = 0.0
     hot_pixel_fraction: float = 0.0
+    fringe_amplitude: float = 0.0
     saturation_e: float | None = None
     read_noise_e: float = 4.0
     epoch: float = 2026.0
@@ -220,11 +224,15 @@ class Detector:
         Columns with ~5 % response.
     hot_columns : dict of int to float
         Column -> constant extra charge (e-) present in every frame.
+    fringe : numpy.ndarray or None
+        Fringe pattern (-1..1, :func:`~potpyri_core.simulate.fringes.fringe_pattern`) when
+        the night has fringes.
     """
 
     flat: np.ndarray
     dead_columns: list[int]
     hot_columns: dict[int, float]
+    fringe: np.ndarray | None = None
 
 
 @dataclass
@@ -241,6 +249,8 @@ class Exposure:
         Pixels where the satellite trail adds more than 1 sigma.
     dither_offset_arcsec : tuple of float
         Pointing offset (east, north) of a science frame; (0, 0) otherwise.
+    fringe_e : float
+        Peak amplitude (e-) of the fringe pattern added to a science frame (0: none).
     """
 
     image: np.ndarray
@@ -258,6 +268,7 @@ class Exposure:
     satellite_mask: np.ndarray | None = None
     saturated_star_ids: list[int] = field(default_factory=list)
     dither_offset_arcsec: tuple[float, float] = (0.0, 0.0)
+    fringe_e: float = 0.0
 
 
 # --------------------------------------------------------------------------- #
@@ -299,7 +310,8 @@ def make_detector(cfg: SceneConfig, rng: np.random.Generator | None = None) -> D
     rng = np.random.default_rng([cfg.seed, 2]) if rng is None else rng
     dead, hot = artifacts.choose_columns(cfg, rng)
     flat = flat_pattern(cfg, rng, dead_columns=dead)
-    return Detector(flat=flat, dead_columns=dead, hot_columns=hot)
+    fringe = fringes.fringe_pattern(cfg) if cfg.fringe_amplitude > 0 else None
+    return Detector(flat=flat, dead_columns=dead, hot_columns=hot, fringe=fringe)
 
 
 # --------------------------------------------------------------------------- #
@@ -854,6 +866,9 @@ def render_exposure(cfg: SceneConfig, kind: str, index: int, truth: Table | None
         else:
             light += sky
         exp.sky_e_per_pix = float(sky)
+        if det.fringe is not None:
+            exp.fringe_e = fringes.fringe_electrons(cfg, index, float(sky))
+            light += exp.fringe_e * det.fringe
         sources, sx, sy = render_sources(cfg, truth, exp.true_wcs, exptime)
         light += sources
         del sources
