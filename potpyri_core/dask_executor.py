@@ -47,4 +47,4 @@ def executor(client: Any) -> Executor:
 
 def cluster_threads(client: Any) -> int:
     """Worker threads of the cluster (the jobs it runs at once)."""
-    return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    return sum(client.nthreads().values())

@@ -74,12 +74,16 @@ class JobRunner:
         if self._client is None and (self.workers <= 1 or len(jobs) <= 1):
             return [self._here(func, job, done, i) for i, job in enumerate(jobs)]
         if self._client is not None:
+            # no more jobs in flight than the cluster has threads: a worker holds only the job
+            # it runs, so a worker that dies takes no queued job with it
             limited = LimitedJob(func, self.threads or 1)
-            return self._collect(dask_executor.executor(self._client), limited, jobs, done, whole_life=False)
+            return self._collect(dask_executor.executor(self._client), limited, jobs, done,
+                                 capacity=lambda: max(1, self.cores), whole_life=False)
         n = min(self.workers, len(jobs))
         threads = self.threads or threads_per_job(n)
         with process_pool(n, threads) as pool:
-            return self._collect(pool, LimitedJob(func, threads), jobs, done, whole_life=True)
+            return self._collect(pool, LimitedJob(func, threads), jobs, done, capacity=lambda: len(jobs),
+                                 whole_life=True)
 
     @staticmethod
     def _here(func: Callable[[Any], Any], job: Any, done: Callable[[int], None], i: int) -> Outcome:
@@ -91,21 +95,27 @@ class JobRunner:
         return outcome
 
     def _collect(self, pool: concurrent.futures.Executor, limited: LimitedJob, jobs: list,
-                 done: Callable[[int], None], whole_life: bool) -> list[Outcome]:
+                 done: Callable[[int], None], capacity: Callable[[], int], whole_life: bool) -> list[Outcome]:
         outcomes = [Outcome() for _ in jobs]
         process_cpu: dict[int, float] = {}
-        futures = {pool.submit(limited, job): i for i, job in enumerate(jobs)}
-        for future in concurrent.futures.as_completed(futures):
-            i = futures[future]
-            try:
-                report: JobReport = future.result()
-            except (Exception, asyncio.CancelledError) as exc:  # the job's, or its worker died
-                outcomes[i].error = exc
-            else:
-                outcomes[i].value = report.value
-                process_cpu[report.pid] = max(process_cpu.get(report.pid, 0.0), report.process_cpu)
-                self.worker_cpu += 0.0 if whole_life else report.job_cpu
-            done(i)
+        waiting = list(enumerate(jobs))[::-1]
+        running: dict[concurrent.futures.Future, int] = {}
+        while waiting or running:
+            while waiting and len(running) < capacity():
+                i, job = waiting.pop()
+                running[pool.submit(limited, job)] = i
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                i = running.pop(future)
+                try:
+                    report: JobReport = future.result()
+                except (Exception, asyncio.CancelledError) as exc:  # the job's, or its worker died
+                    outcomes[i].error = exc
+                else:
+                    outcomes[i].value = report.value
+                    process_cpu[report.pid] = max(process_cpu.get(report.pid, 0.0), report.process_cpu)
+                    self.worker_cpu += 0.0 if whole_life else report.job_cpu
+                done(i)
         # a local worker's CPU from its start to its last job (start-up and imports included)
         self.worker_cpu += sum(process_cpu.values()) if whole_life else 0.0
         return outcomes

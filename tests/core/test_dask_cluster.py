@@ -39,9 +39,8 @@ def night(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> str:
-    # a job that kills its worker is not tried on another (the default tries three), and a
-    # single-thread worker holds one job at a time, so no other job dies with it
-    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0", "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+    # a job that kills its worker is not tried on another (the default tries three)
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
     with local_cluster(tmp_path_factory.mktemp("dask_cluster"), n_workers=2, env=env) as address:
         yield address
 
