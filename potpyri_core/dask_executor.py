@@ -21,8 +21,9 @@ class SchedulerUnreachableError(OSError):
     """The dask scheduler cannot be reached, or dask.distributed is not installed."""
 
 
-def connect(address: str, timeout: float = CONNECT_SECONDS) -> Any:
-    """A dask.distributed client of the scheduler at ``address``.
+def connect(address: str, timeout: float | None = None) -> Any:
+    """A dask.distributed client of the scheduler at ``address`` (waiting ``timeout`` seconds,
+    default :data:`CONNECT_SECONDS`).
 
     Raises
     ------
@@ -34,7 +35,7 @@ def connect(address: str, timeout: float = CONNECT_SECONDS) -> Any:
     except ImportError:
         raise SchedulerUnreachableError("--scheduler needs dask.distributed: pip install 'potpyri-core[dask]'")
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
+        return Client(address, timeout=timeout or CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerUnreachableError(f"cannot reach the dask scheduler at {address}: {exc}") from None
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from click.testing import CliRunner
 
+from potpyri_core import dask_executor
+from potpyri_core.cli import main
 from potpyri_core.corestages import _timed
 from potpyri_core.executors import JobRunner
 from potpyri_core.jobrun import threads_per_job
@@ -123,3 +126,11 @@ def test_dask_worker_death_fails_its_frame_only(night, cluster):
     assert "KilledWorker" in by_name["frame1.fits"][1]
     for i in (0, 2, 3):
         assert by_name[f"frame{i}.fits"] == (True, f"frame{i}.fits done")
+
+
+def test_unreachable_scheduler_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(dask_executor, "CONNECT_SECONDS", 2.0)
+    result = CliRunner().invoke(main, ["reduce", "GMOS-N", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "error: cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
