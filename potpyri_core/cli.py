@@ -94,7 +94,13 @@ def _param_default(step: str, name: str) -> str:
 @click.argument("instrument")
 @click.argument("data_path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--target", default=None, help="Reduce only this target (calibrations are always used).")
-@click.option("--proc", type=int, default=None, help="Processes (the frame is the unit of parallelism)." + _default("proc"))
+@click.option("--workers", "--proc", "workers", type=int, default=None,
+              help="Local worker processes (the frame is the unit of parallelism)." + _default("workers"))
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Send per-frame jobs to the workers of this dask.distributed scheduler (pip install"
+              " 'potpyri-core[dask]'; workers need the night's folder at the same path).")
+@click.option("--threads", type=int, default=None,
+              help="OpenMP/BLAS threads per job (default: cores / workers locally, 1 on a dask cluster).")
 @click.option("--include-bad", is_flag=True, help="Also reduce frames classified BAD or SPEC.")
 @click.option("--no-redo-sort", is_flag=True, help="Reuse file_list.txt as it is (keeps a person's edits).")
 @click.option("--file-list-name", default=None, help="Name of the file list." + _default("file_list_name"))
@@ -120,6 +126,7 @@ def _param_default(step: str, name: str) -> str:
               help="Set a step parameter, e.g. -p cosmic_rays.sigclip=4.5 (repeat; see docs/plugins.md).")
 def reduce(instrument: str, data_path: Path, **kw) -> None:
     """Reduce the night in DATA_PATH taken with INSTRUMENT (products in DATA_PATH/red)."""
+    from potpyri_core.dask_executor import SchedulerUnreachableError
     from potpyri_core.params import ParameterError, overrides_from_cli
     from potpyri_core.pipeline import Pipeline, ProductsNotWritableError, setup_logging
     from potpyri_core.runlock import DirectoryBusyError
@@ -134,7 +141,8 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
     except ParameterError as exc:
         _fail(str(exc))
     given = {
-        "target": kw["target"], "proc": kw["proc"], "file_list_name": kw["file_list_name"],
+        "target": kw["target"], "workers": kw["workers"], "scheduler": kw["scheduler"], "threads": kw["threads"],
+        "file_list_name": kw["file_list_name"],
         "fieldcenter": kw["fieldcenter"] or None, "out_size": kw["out_size"], "stages": tuple(kw["stages"]) or None,
     }
     options = RunOptions(
@@ -151,7 +159,7 @@ def reduce(instrument: str, data_path: Path, **kw) -> None:
     try:
         log_path = setup_logging(data_path / "red", settings.name)
         summary = pipeline.run()
-    except (ProductsNotWritableError, DirectoryBusyError, *USER_ERRORS) as exc:
+    except (ProductsNotWritableError, DirectoryBusyError, SchedulerUnreachableError, *USER_ERRORS) as exc:
         logging.getLogger("potpyri").debug("stopped", exc_info=True)
         _fail(str(exc))
     click.echo(summary.table())

@@ -106,10 +106,19 @@ class _timed:
 
     job: Any
 
+    @staticmethod
+    def unit_name(args: tuple) -> str:
+        """The name of a job's unit (a frame, or the frames of a dithered target)."""
+        unit = args[1]
+        return ", ".join(Path(q).name for q in unit) if isinstance(unit, list) else Path(unit).name
+
+    def failure(self, args: tuple, exc: BaseException) -> tuple[str, bool, float, str]:
+        """The result of a job that never returned (its worker died, or the cluster went away)."""
+        return self.unit_name(args), False, 0.0, f"worker lost: {type(exc).__name__}: {exc}"
+
     def __call__(self, args: tuple) -> tuple[str, bool, float, str]:
         start = time.perf_counter()
-        unit = args[1]
-        name = ", ".join(Path(q).name for q in unit) if isinstance(unit, list) else Path(unit).name
+        name = self.unit_name(args)
         try:
             message = self.job(*args)
             return name, True, time.perf_counter() - start, message or ""
@@ -124,7 +133,7 @@ def run_sort(p: Pipeline) -> None:
     opts = p.options
     redo = opts.redo_sort and "sort" in p.selected
     start = time.perf_counter()
-    table = sort_night(p.instrument, p.data_path, opts.file_list_name, redo=redo, workers=opts.proc,
+    table = sort_night(p.instrument, p.data_path, opts.file_list_name, redo=redo, workers=opts.workers,
                        plugins=p.plugins.spec)
     p.table = select(table, opts.include_bad, opts.target)
     counts = ", ".join(f"{t} {int(np.sum(table['Type'] == t))}" for t in sorted(set(table["Type"])))

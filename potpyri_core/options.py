@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 STAGES = ("sort", "calibrations", "frames", "fringe", "sky", "astrometry", "stack", "photometry")
 """The core stages of a reduction, in order (plugins may add more)."""
@@ -22,8 +22,13 @@ class RunOptions(BaseModel):
 
     target: str | None = None
     """Reduce only this target (calibrations are always used)."""
-    proc: int = Field(default=2, ge=1)
-    """Processes (the frame is the unit of parallelism)."""
+    workers: int = Field(default=2, ge=1, validation_alias=AliasChoices("workers", "proc"))
+    """Local worker processes (the frame is the unit of parallelism); ``proc`` is POTPyRI's name."""
+    scheduler: str | None = None
+    """Address of a dask.distributed scheduler (``tcp://HOST:PORT``): per-frame jobs go to its
+    workers instead of local processes."""
+    threads: int | None = Field(default=None, ge=1)
+    """OpenMP/BLAS threads per job (None: the cores divided by the workers, 1 on a dask cluster)."""
     include_bad: bool = False
     """Also reduce frames classified BAD or SPEC."""
     redo_sort: bool = True

@@ -12,8 +12,10 @@ plugin adds with ``potpyri_stages``:
 ``photometry``    aperture and PSF photometry, zero point, limiting magnitudes (into the stack)
 
 Each stage reads the previous stage's files, so a stage can be re-run alone. The frame is
-the unit of parallelism (``--proc`` processes, each rebuilding the same plugin set). One
-failing frame or target is logged and reported in the summary; the others go on.
+the unit of parallelism (``--workers`` local processes, or the workers of a dask cluster
+with ``--scheduler``, each rebuilding the same plugin set; see
+:mod:`potpyri_core.executors`). One failing frame or target (or a worker that died under
+it) is logged and reported in the summary; the others go on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from potpyri_core.catalogs.given import catalogs_for_run
 from potpyri_core.catalogs.local import LocalCatalog
 from potpyri_core.catalogs.online import FieldCatalogs
 from potpyri_core.corestages import CORE_STAGES, JobContext
+from potpyri_core.executors import JobRunner
 from potpyri_core.options import RunOptions
 from potpyri_core.params import Parameters, resolve
 from potpyri_core.plugins import InstrumentHooks, PluginManager
@@ -46,7 +48,6 @@ from potpyri_core.progress import progress
 from potpyri_core.runlock import RunLock, remove_stale_temporaries
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage, ordered
-from potpyri_core.workers import process_pool
 
 log = logging.getLogger("potpyri")
 
@@ -79,6 +80,20 @@ class RunSummary:
     stacks: list[Path] = field(default_factory=list)
     products: list[Path] = field(default_factory=list)
     """Other products written (masters, the QA report), named in the closing lines."""
+    wall_seconds: float = 0.0
+    main_cpu: float = 0.0
+    """CPU seconds of the main process (its threads, and the jobs it ran itself)."""
+    worker_cpu: float = 0.0
+    """CPU seconds of the worker processes (see :class:`~potpyri_core.executors.JobRunner`)."""
+    cores: int = 1
+    """Cores the run could use (this machine's, or the dask cluster's worker threads)."""
+
+    def cpu_line(self) -> str:
+        """CPU seconds of the whole run against wall time x cores."""
+        cpu = self.main_cpu + self.worker_cpu
+        share = cpu / (self.wall_seconds * self.cores) if self.wall_seconds > 0 else 0.0
+        return (f"cpu seconds: {cpu:.1f} (main {self.main_cpu:.1f}, workers {self.worker_cpu:.1f}) in"
+                f" {self.wall_seconds:.1f} s wall on {self.cores} cores: {share:.2f} of wall x cores")
 
     @property
     def failures(self) -> list[StageResult]:
@@ -91,6 +106,7 @@ class RunSummary:
         for r in self.results:
             lines.append(f"{r.stage:<13}{r.item[:43]:<44}{r.status:<8}{r.seconds:8.1f}  {r.message}")
         lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.stage_seconds.items()))
+        lines.append(self.cpu_line())
         return "\n".join([*lines, *self.closing()])
 
     @property
@@ -165,6 +181,7 @@ class Pipeline:
         self.stage: Stage = self.stages[0]
         self.made: set[Path] = set()
         """Masters written by this run (others come from an earlier run: named in the summary)."""
+        self.runner = JobRunner(options.workers, options.scheduler, options.threads)
 
     # -------------------------------------------------------------- what stages use
     @property
@@ -187,25 +204,29 @@ class Pipeline:
         log.log(level, "%s %s: %s %s", self.stage.name, item, result.status, message)
 
     def map(self, func: Any, jobs: list, what: str = "") -> list:
-        """Run ``func`` on every job (in ``--proc`` processes), logging progress as jobs end;
-        results come back in the order of the jobs."""
-        results: list = [None] * len(jobs)
+        """Run ``func`` on every job (in ``--workers`` processes or on the dask cluster),
+        logging progress as jobs end; results come back in the order of the jobs.
+
+        A job that raises (or whose worker died) gets ``func.failure(job, exc)`` as its result
+        when ``func`` has that method (the other jobs go on); otherwise the exception is raised.
+        """
         with progress(len(jobs), what or self.stage.name) as bar:
-            if self.options.proc <= 1 or len(jobs) <= 1:
-                for i, job in enumerate(jobs):
-                    results[i] = func(job)
-                    bar.update()
-                    if what:
-                        log.info("%s %d/%d done", what, i + 1, len(jobs))
-                return results
-            with process_pool(min(self.options.proc, len(jobs))) as pool:
-                futures = {pool.submit(func, job): i for i, job in enumerate(jobs)}
-                for done, future in enumerate(as_completed(futures), start=1):
-                    results[futures[future]] = future.result()
-                    bar.update()
-                    if what:
-                        log.info("%s %d/%d done", what, done, len(jobs))
-        return results
+            count = iter(range(1, len(jobs) + 1))
+
+            def done(_: int) -> None:
+                bar.update()
+                if what:
+                    log.info("%s %d/%d done", what, next(count), len(jobs))
+
+            outcomes = self.runner.map(func, jobs, done)
+        failure = getattr(func, "failure", None)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome.error is not None and failure is None:
+                raise outcome.error
+            if outcome.error is not None:
+                log.debug("job failed", exc_info=outcome.error)
+                outcome.value = failure(job, outcome.error)
+        return [outcome.value for outcome in outcomes]
 
     def rows(self, kind: str) -> Table:
         """Rows of the file table of one type (``SCIENCE``, ``BIAS``, ...)."""
@@ -270,6 +291,8 @@ class Pipeline:
             When ``DATA_PATH/red`` cannot be created or written.
         DirectoryBusyError
             When another reduction holds the directory's lock.
+        SchedulerUnreachableError
+            When ``--scheduler`` names a dask scheduler that does not answer.
         """
         try:
             self.red.mkdir(parents=True, exist_ok=True)
@@ -280,11 +303,16 @@ class Pipeline:
             raise ProductsNotWritableError(
                 f"{self.red}: cannot write the products ({exc.strerror or exc}); the raw files are only read,"
                 f" so copy or link them into a writable folder and reduce that") from None
-        with RunLock(self.red):
+        wall, cpu = time.perf_counter(), time.process_time()
+        with RunLock(self.red), self.runner:
             removed = remove_stale_temporaries(self.red)
             if removed:
                 log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+            self.summary.cores = self.runner.cores
             self._run_stages()
+        self.summary.wall_seconds = time.perf_counter() - wall
+        self.summary.main_cpu = time.process_time() - cpu
+        self.summary.worker_cpu = self.runner.worker_cpu
         return self.summary
 
     def _run_stages(self) -> None:
