@@ -124,9 +124,10 @@ def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.He
 
 @hookimpl(trylast=True)
 def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: StackParams) -> Frame:
-    """Default: per-frame inverse-variance weights, clipped mean, or a median."""
+    """Default: per-frame inverse-variance weights (``meta['weight']`` when the resampling
+    stage measured it), clipped mean, or a median, in row blocks."""
     from potpyri_core.stages import stack as stacking
-    weights = [stacking.frame_weight(f.variance, f.mask) for f in frames]
+    weights = [f.meta["weight"] if "weight" in f.meta else stacking.frame_weight(f.variance, f.mask) for f in frames]
     data, var, bits, nframes = stacking.combine([f.data for f in frames], [f.variance for f in frames],
                                                 [f.mask for f in frames], weights, sigma=params.sigma,
                                                 snoise=params.snoise, method=params.method)
