@@ -112,13 +112,18 @@ def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: T
 @hookimpl(trylast=True)
 def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.Header, shape: tuple[int, int],
                      params: ResampleParams) -> Frame:
-    """Default: bilinear resampling with the variance propagated with the squared weights."""
+    """Default: bilinear resampling with the variance propagated with the squared weights, or
+    the ``reproject`` package (``params.backend``)."""
     from astropy.wcs import WCS
 
-    from potpyri_core.stages import resample
+    from potpyri_core.stages import resample, resample_reproject
     exptime = float(frame.header["EXPTIME"])
-    data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
-                                        WCS(grid), shape, step=params.grid_step)
+    if params.backend == "bilinear":
+        data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask,
+                                            frame.wcs, WCS(grid), shape, step=params.grid_step)
+    else:
+        data, var, bits = resample_reproject.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask,
+                                                      frame.wcs, WCS(grid), shape, backend=params.backend)
     return Frame(data=data, variance=var, mask=bits, header=grid.copy(), name=frame.name)
 
 
