@@ -138,8 +138,8 @@ def prepare(root: Path, binning: int, n_science: int) -> tuple[Path, Path, Path]
         pm = PluginManager()
         simulate_instrument_night(pm, pm.instrument("GMOS-N"), ours, seed=7, binning=binning, n_science=n_science)
     theirs.mkdir(parents=True, exist_ok=True)
-    for raw in sorted(ours.glob("*.fits*")):
-        if not (theirs / raw.name).exists():
+    for raw in sorted(ours.glob("*.fits*")):  # POTPyRI moves them into raw/ when it sorts
+        if not (theirs / raw.name).exists() and not (theirs / "raw" / raw.name).exists():
             shutil.copy2(raw, theirs / raw.name)
     config = _json.loads((ours / "truth" / "truth.json").read_text())["config"]
     if not list(index.glob("*.fits")):

@@ -14,6 +14,11 @@ Only the transport is replaced, none of POTPyRI's processing:
 - ``solve_wcs.solve_astrometry`` gets the ``index`` argument it already has, the folder of
   astrometry.net index files built for the field (``potpyri index build``).
 
+Its start-up check ``options.test_for_dependencies`` is not called: it looks for the text
+"syntax: sex" in ``sex -h``, and Debian's Source Extractor prints "SYNTAX: source-extractor"
+whatever it is called by; the ``sex`` on PATH (a link made by ``compare_potpyri.py``) is what
+its processing runs.
+
 Its top-level steps are wrapped with timers (wall seconds per step, printed with the peak
 memory of this process as one JSON line at the end, prefixed ``TIMINGS``).
 """
@@ -100,7 +105,6 @@ def main() -> None:
     absphot.find_zeropoint = timed("zeropoint", absphot.find_zeropoint)
     sys.argv = ["main_pipeline", "GMOS", str(night)]
     args = options.add_options()
-    options.test_for_dependencies()
     start = time.perf_counter()
     main_pipeline.main_pipeline(**vars(args))
     wall = time.perf_counter() - start
