@@ -152,14 +152,37 @@ def prepare(root: Path, binning: int, n_science: int) -> tuple[Path, Path, Path]
     return ours, theirs, index
 
 
+SOLVE_FIELD_SHIM = """#!/bin/bash
+# made by benchmarks/compare_potpyri.py: POTPyRI passes --index-dir, which Debian's solve-field
+# (0.93) does not have; the same folder is given as a config file's add_path instead
+out=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--index-dir" ]; then
+    cfg=$(mktemp --suffix=.cfg); printf 'add_path %s\\nautoindex\\n' "$2" > "$cfg"; out+=(--config "$cfg"); shift 2
+  else out+=("$1"); shift; fi
+done
+exec {solve_field} "${{out[@]}}"
+"""
+
+
 def potpyri_env(python: Path) -> dict[str, str]:
-    """Environment for the POTPyRI run: its venv's ``bin`` first, with a ``sex`` there."""
+    """Environment for the POTPyRI run: its venv's ``bin`` first, with a ``sex`` there and,
+    when the system's solve-field has no ``--index-dir``, a ``solve-field`` shim."""
     bindir = python.parent
     if shutil.which("sex") is None and not (bindir / "sex").exists():
         found = shutil.which("source-extractor")
         if found is None:
             raise RuntimeError("Source Extractor is not installed (apt-get install source-extractor)")
         (bindir / "sex").symlink_to(found)
+    solve_field = shutil.which("solve-field")
+    if solve_field is None:
+        raise RuntimeError("astrometry.net is not installed (apt-get install astrometry.net)")
+    shim = bindir / "solve-field"
+    if Path(solve_field) != shim and not shim.exists():
+        usage = subprocess.run([solve_field, "--help"], check=False, capture_output=True, text=True).stdout
+        if "--index-dir" not in usage:
+            shim.write_text(SOLVE_FIELD_SHIM.format(solve_field=solve_field))
+            shim.chmod(0o755)
     return {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
