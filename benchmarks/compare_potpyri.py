@@ -106,7 +106,8 @@ def run_measured(command: list[str], env: dict[str, str] | None = None, log: Pat
 
 
 def reduce_ours(root: Path, proc: int) -> None:
-    """Reduce the night with this project and print its ``TIMINGS`` line (child process)."""
+    """Reduce the night with this project (``--force``: a kept folder is reduced again in
+    full, not found up to date) and print its ``TIMINGS`` line (child process)."""
     import resource
 
     from potpyri_core.options import RunOptions
@@ -116,7 +117,7 @@ def reduce_ours(root: Path, proc: int) -> None:
     pm = PluginManager()
     catalogs = (root / "refcat" / "gaia_dr3.ecsv", root / "refcat" / "ps1.ecsv")
     start = time.perf_counter()
-    summary = Pipeline(pm.instrument("GMOS-N"), root, RunOptions(proc=proc, catalogs=catalogs, stages=STAGES),
+    summary = Pipeline(pm.instrument("GMOS-N"), root, RunOptions(proc=proc, catalogs=catalogs, stages=STAGES, force=True),
                        pm).run()
     wall = time.perf_counter() - start
     for failure in summary.failures:
