@@ -37,7 +37,19 @@ from potpyri_core.rawio import open_raw
 from potpyri_core.safenames import ensure_inside, safe_component
 from potpyri_core.settings import InstrumentSettings
 from potpyri_core.stagelist import Stage
-from potpyri_core.stages import align, astrometry, ccdwcs, fringe, injection, photometry, psfphot, resample, sourcecat
+from potpyri_core.stages import (
+    align,
+    astrometry,
+    ccdwcs,
+    fringe,
+    injection,
+    photometry,
+    psfphot,
+    resample,
+    sourcecat,
+    spill,
+    stack,
+)
 from potpyri_core.stages.calibrate import MissingCalibrationError
 from potpyri_core.stages.header_wcs import WCS_KEY_PREFIXES
 from potpyri_core.uptodate import card, is_current, signature, table_digest
@@ -179,23 +191,32 @@ def _calibration_one(p: Pipeline, lib: Any, kind: str, group: str, rows: Any) ->
             p.record(item, True, time.perf_counter() - start, "up to date")
             return
         ctx = p.job_context()
-        frames, notes = [], set()
-        for row in rows:
-            frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
-            found = _available(lib, row, earlier)
-            missing = sorted(set(earlier) - set(found))
-            if missing:
-                notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
-            masters = {k: Frame.from_file(path) for k, path in found.items()}
-            if masters:
-                frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
-                                                             masters=masters, params=p.params.calibration)
-            frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
-            frames.append(frame)
-        sky_flat = kind == "flat" and lib.is_sky_flat(rows)
-        master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
-                                                     kind="skyflat" if sky_flat else kind, frames=frames,
-                                                     group=group, params=p.params.calibration)
+        frames, notes, loaded = [], set(), {}
+        spilled = p.work / f"combining_{item}"
+        try:
+            for i, row in enumerate(rows):
+                frame = load_raw(ctx, p.data_path / row["File"], float(row["Exp"]))
+                found = _available(lib, row, earlier)
+                missing = sorted(set(earlier) - set(found))
+                if missing:
+                    notes.add(f"no master {', '.join(missing)} to subtract: combined without it")
+                for master_path in set(found.values()) - set(loaded):  # each master read once per group
+                    loaded[master_path] = Frame.from_file(master_path)
+                masters = {k: loaded[master_path] for k, master_path in found.items()}
+                if masters:
+                    frame = ctx.hooks.potpyri_apply_calibrations(instrument=p.instrument, frame=frame,
+                                                                 masters=masters, params=p.params.calibration)
+                frame.variance = np.empty(0, np.float32)  # combining uses pixels and mask only
+                # on disk until the combine reads it in row blocks: memory does not grow with frames
+                frames.append(spill.spill(frame, spilled / f"{i:04d}").open())
+                del frame
+            sky_flat = kind == "flat" and lib.is_sky_flat(rows)
+            master = ctx.hooks.potpyri_build_calibration(instrument=p.instrument,
+                                                         kind="skyflat" if sky_flat else kind, frames=frames,
+                                                         group=group, params=p.params.calibration)
+        finally:
+            del frames
+            spill.remove(spilled)
         for i, row in enumerate(rows):
             master.header[f"IMCMD{i + 1:03d}"] = (md5sum(p.data_path / row["File"])[:16], "md5 (16)")
         master.header["DATE"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "UTC this master was made")
@@ -208,7 +229,7 @@ def _calibration_one(p: Pipeline, lib: Any, kind: str, group: str, rows: Any) ->
         p.summary.products.append(path)
         for note in sorted(notes):
             log.warning("calibrations %s: %s", item, note)
-        p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(frames)} frames", *sorted(notes)]))
+        p.record(item, True, time.perf_counter() - start, "; ".join([f"{len(rows)} frames", *sorted(notes)]))
     except Exception as exc:
         log.debug(traceback.format_exc())
         p.record(item, False, time.perf_counter() - start, str(exc))
@@ -586,12 +607,15 @@ def ccd_job(ctx: JobContext, path: Path, reference: Any, key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- stack
-def resample_job(args: tuple) -> Frame:
-    """Resample one frame onto the stack grid through ``potpyri_resample``."""
-    ctx, path, grid, shape = args
+def resample_job(args: tuple) -> spill.SpilledFrame:
+    """Resample one frame onto the stack grid through ``potpyri_resample``, measure its stack
+    weight and write it to disk under ``stem`` (the stack reads it back in row blocks)."""
+    ctx, path, grid, shape, stem = args
     frame = Frame.from_file(path)
-    return ctx.hooks.potpyri_resample(instrument=ctx.instrument, frame=frame, grid=grid, shape=shape,
-                                      params=ctx.params.resample)
+    out = ctx.hooks.potpyri_resample(instrument=ctx.instrument, frame=frame, grid=grid, shape=shape,
+                                     params=ctx.params.resample)
+    out.meta["weight"] = stack.frame_weight(out.variance, out.mask)
+    return spill.spill(out, stem)
 
 
 def output_grid(p: Pipeline, headers: list[fits.Header]) -> tuple[fits.Header, tuple[int, int]]:
@@ -638,9 +662,14 @@ def run_stack(p: Pipeline) -> None:
                 continue
             grid, shape = output_grid(p, headers)
             ctx = p.job_context()
-            resampled = p.map(resample_job, [(ctx, path, grid, shape) for path in paths], "resampling")
-            out = p.hooks.potpyri_stack(instrument=p.instrument, frames=resampled, params=p.params.stack)
-            del resampled
+            spilled = p.work / f"resampled_{path.stem}"
+            try:
+                resampled = p.map(resample_job, [(ctx, q, grid, shape, spilled / q.stem) for q in paths],
+                                  "resampling")
+                out = p.hooks.potpyri_stack(instrument=p.instrument, frames=[r.open() for r in resampled],
+                                            params=p.params.stack)
+            finally:
+                spill.remove(spilled)
             out.header = stack_header(p.instrument, grid, headers[0], group, headers)
             out.header["PHOTSTAT"] = ("pending", "photometry stage not (yet) run on this stack")
             out.header["STKKEY"] = (key, "signature of inputs, parameters, code (re-runs)")

@@ -112,22 +112,31 @@ def potpyri_solve_wcs(instrument: InstrumentSettings, frame: Frame, reference: T
 @hookimpl(trylast=True)
 def potpyri_resample(instrument: InstrumentSettings, frame: Frame, grid: fits.Header, shape: tuple[int, int],
                      params: ResampleParams) -> Frame:
-    """Default: bilinear resampling with the variance propagated with the squared weights."""
+    """Default: bilinear resampling with the variance propagated with the squared weights, or
+    the ``reproject`` package (``params.backend``)."""
     from astropy.wcs import WCS
 
-    from potpyri_core.stages import ccdwcs, resample
+    from potpyri_core.stages import ccdwcs, resample, resample_reproject
     exptime = float(frame.header["EXPTIME"])
-    data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
-                                        WCS(grid), shape, step=params.grid_step,
-                                        ccd_maps=ccdwcs.maps_from_header(frame.header))
+    ccd_maps = ccdwcs.maps_from_header(frame.header)
+    if params.backend == "bilinear":
+        data, var, bits = resample.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask, frame.wcs,
+                                            WCS(grid), shape, step=params.grid_step, ccd_maps=ccd_maps)
+    elif ccd_maps is not None:
+        raise ValueError(f"{frame.name}: resample.backend={params.backend} cannot apply the per-CCD pixel maps of"
+                         " this frame (astrometry_per_ccd); use resample.backend=bilinear")
+    else:
+        data, var, bits = resample_reproject.resample(frame.data / exptime, frame.variance / exptime**2, frame.mask,
+                                                      frame.wcs, WCS(grid), shape, backend=params.backend)
     return Frame(data=data, variance=var, mask=bits, header=grid.copy(), name=frame.name)
 
 
 @hookimpl(trylast=True)
 def potpyri_stack(instrument: InstrumentSettings, frames: list[Frame], params: StackParams) -> Frame:
-    """Default: per-frame inverse-variance weights, clipped mean, or a median."""
+    """Default: per-frame inverse-variance weights (``meta['weight']`` when the resampling
+    stage measured it), clipped mean, or a median, in row blocks."""
     from potpyri_core.stages import stack as stacking
-    weights = [stacking.frame_weight(f.variance, f.mask) for f in frames]
+    weights = [f.meta["weight"] if "weight" in f.meta else stacking.frame_weight(f.variance, f.mask) for f in frames]
     data, var, bits, nframes = stacking.combine([f.data for f in frames], [f.variance for f in frames],
                                                 [f.mask for f in frames], weights, sigma=params.sigma,
                                                 snoise=params.snoise, method=params.method)

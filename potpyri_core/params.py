@@ -129,6 +129,9 @@ class ResampleParams(StepParams):
 
     grid_step: int = Field(default=16, ge=1)
     """Pixel map evaluated on this grid (px) and interpolated (error << 1 mpx)."""
+    backend: Literal["bilinear", "reproject_interp", "reproject_adaptive"] = "bilinear"
+    """``bilinear``: the core's (variance with the squared weights, every mask bit carried);
+    ``reproject_*``: the reproject package (optional; its variance is not the true noise)."""
 
 
 class StackParams(StepParams):

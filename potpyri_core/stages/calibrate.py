@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -10,20 +11,29 @@ from scipy import ndimage
 from potpyri_core.frames import Frame
 from potpyri_core.maskbits import Bit
 from potpyri_core.params import CalibrationParams
+from potpyri_core.stages.spill import BLOCK_BYTES, block_rows, read_rows
 
 
 class MissingCalibrationError(RuntimeError):
     """A calibration the instrument needs is missing or has too few frames."""
 
 
-def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2,
-                 rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Sigma-clipped mean along axis 0 and the variance of that mean, in float32.
+def clipped_mean(planes: Sequence[np.ndarray], divisors: Sequence[float] | None = None, sigma: float = 3.0,
+                 iterations: int = 2, block_bytes: int = BLOCK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma-clipped mean of frames and the variance of that mean, in float32.
 
     Values further than ``sigma`` standard deviations from the per-pixel median are
-    rejected (twice). Written with float32 numpy, ``rows`` image rows at a time, rather
-    than ``astropy.stats.sigma_clip`` on the whole cube, whose temporaries take several
-    times the memory of a full-frame cube.
+    rejected (twice). Written with float32 numpy on blocks of rows whose cube of all frames
+    takes ``block_bytes`` (read with :func:`~potpyri_core.stages.spill.read_rows`, so that
+    frames spilled to disk are never all in memory), rather than ``astropy.stats.sigma_clip``
+    on the whole cube, whose temporaries take several times the memory of a full-frame cube.
+
+    Parameters
+    ----------
+    planes : sequence of ndarray
+        The frames (2-D, one shape), in memory or memory-mapped.
+    divisors : sequence of float, optional
+        Each frame is divided by its value first (a flat's level, a dark's exposure time).
 
     Returns
     -------
@@ -31,12 +41,17 @@ def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2,
         float32 arrays; the variance is the clipped sample variance divided by the number
         of frames kept (zero for a single frame).
     """
-    mean = np.empty(cube.shape[1:], np.float32)
-    var = np.zeros(cube.shape[1:], np.float32)
+    shape = planes[0].shape
+    scale = None if divisors is None else np.asarray(divisors, np.float32)[:, None, None]
+    mean = np.empty(shape, np.float32)
+    var = np.zeros(shape, np.float32)
+    rows = block_rows(len(planes), int(np.prod(shape[1:])), block_bytes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-rejected pixels
-        for start in range(0, cube.shape[1], rows):
-            block = cube[:, start:start + rows]
+        for start in range(0, shape[0], rows):
+            block = np.stack([read_rows(plane, start, start + rows) for plane in planes])
+            if scale is not None:
+                block /= scale
             keep = np.ones(block.shape, bool)
             for _ in range(iterations):
                 masked = np.where(keep, block, np.float32(np.nan))
@@ -45,7 +60,7 @@ def clipped_mean(cube: np.ndarray, sigma: float = 3.0, iterations: int = 2,
                 keep = np.abs(block - center) <= sigma * spread + 1e-6
             masked = np.where(keep, block, np.float32(np.nan))
             mean[start:start + rows] = np.nanmean(masked, axis=0)
-            if cube.shape[0] > 1:
+            if len(planes) > 1:
                 count = np.maximum(keep.sum(axis=0), 1)
                 var[start:start + rows] = np.nan_to_num(np.nanvar(masked, axis=0, ddof=1) / count)
     return mean, var
@@ -68,7 +83,7 @@ def block_median(image: np.ndarray, good: np.ndarray, block: int = 16) -> np.nda
 
 
 def build_master(kind: str, frames: list[Frame], min_frames: int, group: str,
-                 params: CalibrationParams = CalibrationParams()) -> Frame:
+                 params: CalibrationParams = CalibrationParams(), block_bytes: int = BLOCK_BYTES) -> Frame:
     """Combine assembled frames into a master bias, dark or flat.
 
     Parameters
@@ -85,6 +100,9 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str,
         Calibration group name, for messages.
     params : CalibrationParams
         Clipping and bad-pixel thresholds.
+    block_bytes : int
+        Working memory of the combine (see :func:`clipped_mean`): frames spilled to disk
+        (:mod:`potpyri_core.stages.spill`) are read a block of rows at a time.
 
     Raises
     ------
@@ -96,15 +114,19 @@ def build_master(kind: str, frames: list[Frame], min_frames: int, group: str,
             f"master {kind} for {group}: {len(frames)} frame(s), at least {min_frames} needed;"
             f" add {kind} frames to the night or lower calibrations.min_frames"
         )
-    nodata = np.bitwise_or.reduce([f.mask & Bit.NO_DATA for f in frames])
-    cube = np.stack([f.data for f in frames])
+    ny = frames[0].data.shape[0]
+    nodata = np.zeros(frames[0].mask.shape, np.uint16)
+    for f in frames:  # one frame in memory at a time (frames may be spilled to disk)
+        nodata |= read_rows(f.mask, 0, ny) & np.uint16(Bit.NO_DATA)
+    divisors = None
     if kind == "flat":
         good = nodata == 0
-        for plane in cube:  # NaN: pixels left out of a frame (sources of a sky flat)
-            plane /= np.nanmedian(plane[good])
+        # NaN: pixels left out of a frame (sources of a sky flat)
+        divisors = [np.nanmedian(read_rows(f.data, 0, ny)[good]) for f in frames]
     elif kind == "dark":
-        cube /= np.array([f.meta["exptime"] for f in frames], dtype=np.float32)[:, None, None]
-    mean, var = clipped_mean(cube, params.clip_sigma, params.clip_iterations)
+        divisors = [f.meta["exptime"] for f in frames]
+    mean, var = clipped_mean([f.data for f in frames], divisors, params.clip_sigma, params.clip_iterations,
+                             block_bytes)
     mask = nodata.astype(np.uint16)
     if kind == "flat":
         good = (nodata == 0) & np.isfinite(mean)

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from potpyri_core.maskbits import UNUSABLE, Bit
+from potpyri_core.stages.spill import BLOCK_BYTES, block_rows, read_rows
 
 
 def frame_weight(variance: np.ndarray, mask: np.ndarray) -> float:
@@ -21,7 +22,7 @@ def frame_weight(variance: np.ndarray, mask: np.ndarray) -> float:
 
 def combine(
     datas: list[np.ndarray], variances: list[np.ndarray], masks: list[np.ndarray], weights: list[float],
-    sigma: float = 3.0, snoise: float = 0.1, method: str = "sigclip_mean", rows: int = 256,
+    sigma: float = 3.0, snoise: float = 0.1, method: str = "sigclip_mean", block_bytes: int = BLOCK_BYTES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted mean with per-pixel clipping against the median of the frames, or a median.
 
@@ -32,8 +33,10 @@ def combine(
     times its own error, with a "sensitivity noise" ``snoise`` times the median added in
     quadrature (as IRAF's ccdclip), so that the cores of stars, whose peaks differ between
     frames through sub-pixel sampling and seeing, are not clipped (3 or more frames only);
-    masked pixels never contribute. Works on ``rows`` image rows at a time, so the memory
-    beyond the inputs stays small whatever the number of frames.
+    masked pixels never contribute. Works on blocks of rows whose cube of all frames takes
+    ``block_bytes``, read with :func:`~potpyri_core.stages.spill.read_rows`, so that with
+    frames spilled to disk the memory is the output and one block, whatever the number of
+    frames.
 
     Returns
     -------
@@ -46,11 +49,13 @@ def combine(
     variance = np.zeros(shape, np.float32)
     mask = np.zeros(shape, np.uint16)
     nframes = np.zeros(shape, np.int16)
+    rows = block_rows(len(datas), int(np.prod(shape[1:])), block_bytes)
     for start in range(0, shape[0], rows):
-        block = slice(start, start + rows)
+        block, stop = slice(start, start + rows), start + rows
         data[block], variance[block], mask[block], nframes[block] = _combine_block(
-            np.stack([d[block] for d in datas]), np.stack([v[block] for v in variances]),
-            np.stack([m[block] for m in masks]), weights, sigma, snoise, method)
+            np.stack([read_rows(d, start, stop) for d in datas]),
+            np.stack([read_rows(v, start, stop) for v in variances]),
+            np.stack([read_rows(m, start, stop) for m in masks]), weights, sigma, snoise, method)
     return data, variance, mask, nframes
 
 
