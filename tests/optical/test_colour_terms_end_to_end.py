@@ -25,6 +25,8 @@ from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from potpyri_core.simulate.truthcheck import TruthCheck
 from potpyri_core.stages import colourterms, photometry
 
+pytestmark = pytest.mark.slow  # full reductions of a simulated night
+
 
 @pytest.fixture(scope="module")
 def v_night(tmp_path_factory):

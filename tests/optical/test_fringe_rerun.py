@@ -8,12 +8,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+
+pytestmark = pytest.mark.slow  # a full reduction (and re-run) of a simulated night
 
 STAGES = ("sort", "calibrations", "frames", "fringe", "sky")
 
