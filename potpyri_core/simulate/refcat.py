@@ -37,6 +37,9 @@ BANDS = (*COLOUR_MODEL, *TRANSFORMATIONS[JOHNSON_FROM])
 """Every band the simulator can give a star."""
 
 
+PS1_SOUTH_LIMIT_DEC = -30.0
+"""Pan-STARRS 3pi covers the sky north of this declination."""
+
 def band_minus_r(band: str, colour: np.ndarray | float) -> np.ndarray:
     """``band - r`` (AB) of stars of colour parameter ``colour``.
 
@@ -243,7 +246,10 @@ def write_reference_catalogs(truth_catalog: Table, outdir: str | Path, cfg: Scen
         ps1[f"{key}Kmag"] = MaskedColumn(kron, mask=bad, unit="mag")
         ps1[f"e_{key}Kmag"] = MaskedColumn(np.hypot(err, PS1_KRON_SCATTER), mask=bad, unit="mag")
     ps1.meta["epoch"] = 2012.0
-    ps1.meta["catalog"] = "ps1"
+    if cfg.dec >= PS1_SOUTH_LIMIT_DEC:
+        ps1.meta["catalog"] = "ps1"
+    # south of PS1's limit the same survey-like table carries no identity: it stands for the
+    # southern survey the instrument's settings name (a file without identity is their fallback)
     paths["ps1"] = outdir / "ps1.ecsv"
     _write_table(ps1, paths["ps1"])
     ids["ps1"] = np.asarray(truth["id"])[keep]
