@@ -68,11 +68,12 @@ STALE_PHOTOMETRY_CARDS = ("FWHM", "SEEING", "APRAD", "APCOR", "NOISECOR", "SKYSI
                           "INJSEED", "LIMDEFA", "LIMDEFI", "LIMDEFC", "DEPTHNFR", "DEPTHFRC")
 """Stack header cards the photometry stage writes: removed before it measures again."""
 
-SKY_INPUT = ("FRMKEY",)
-"""Signature cards of the sky stage's input (the frames stage's product)."""
-ASTROMETRY_INPUT = ("FRMKEY", "SKYKEY")
+SKY_INPUT = ("FRMKEY", "FRGKEY")
+"""Signature cards of the sky stage's input (the frames stage's product, fringe-corrected in
+the bands that fringe)."""
+ASTROMETRY_INPUT = ("FRMKEY", "FRGKEY", "SKYKEY")
 """Signature cards of the astrometry stage's input (the sky stage's product)."""
-ALIGN_INPUT = ("FRMKEY", "SKYKEY", "ASTKEY", "ASTSTAT", "ASTREASN")
+ALIGN_INPUT = ("FRMKEY", "FRGKEY", "SKYKEY", "ASTKEY", "ASTSTAT", "ASTREASN")
 """Signature cards of the alignment's input (the astrometry stage's product)."""
 
 
