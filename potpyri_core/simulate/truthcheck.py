@@ -234,7 +234,13 @@ class TruthCheck:
         return out
 
     def isolated_stack_pixels(self, sky: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
-        """Stack pixels (iy, ix) of ``sky`` positions, usable and > 4 FWHM from any source."""
+        """Stack pixels (iy, ix) of ``sky`` positions, usable and away from every source.
+
+        Away means beyond 4 FWHM of a source of magnitude 25.5 and, for brighter ones, beyond
+        the radius where their Moffat wing (intensity ~ r^-2beta) falls to what a 25.5 mag
+        source has at 4 FWHM: 4 FWHM x (flux ratio)^(1/2beta), e.g. 20 FWHM for a 15 mag star
+        with beta 3. A fixed 4 FWHM let the wing of a bright star count as a cosmic-ray residual.
+        """
         data, header = self.stack["SCI"]
         mask = self.stack["MASK"][0]
         wcs = WCS(header)
@@ -244,9 +250,17 @@ class TruthCheck:
         ix, iy = ix[inside], iy[inside]
         cat = self.catalog
         sx, sy = wcs.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
-        bright = cat["mag"] < 25.5
-        dist, _ = cKDTree(np.column_stack([sx[bright], sy[bright]])).query(np.column_stack([ix, iy]))
-        keep = (dist > 4 * header["FWHM"]) & ((mask[iy, ix] & UNUSABLE) == 0)
+        bright = np.asarray(cat["mag"] < 25.5)
+        beta = float(self.truth.get("moffat_beta", 3.0))
+        radius = 4 * header["FWHM"] * 10 ** (-0.4 * (np.asarray(cat["mag"])[bright] - 25.5) / (2 * beta))
+        tree = cKDTree(np.column_stack([sx[bright], sy[bright]]))
+        points = np.column_stack([ix, iy])
+        near = np.zeros(len(points), bool)
+        for k, neighbours in enumerate(tree.query_ball_point(points, float(radius.max()) if radius.size else 0.0)):
+            if neighbours:
+                d = np.hypot(sx[bright][neighbours] - ix[k], sy[bright][neighbours] - iy[k])
+                near[k] = bool(np.any(d <= radius[neighbours]))
+        keep = ~near & ((mask[iy, ix] & UNUSABLE) == 0)
         return iy[keep], ix[keep]
 
     @cached_property
