@@ -233,13 +233,14 @@ class TruthCheck:
                 out[frame["file"]] = float(((mask & Bit.COSMIC_RAY) > 0)[judged].mean())
         return out
 
-    def isolated_stack_pixels(self, sky: SkyCoord) -> tuple[np.ndarray, np.ndarray]:
-        """Stack pixels (iy, ix) of ``sky`` positions, usable and away from every source.
+    def isolated_stack_pixels(self, sky: SkyCoord, wings: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Stack pixels (iy, ix) of ``sky`` positions, usable and > 4 FWHM from any source.
 
-        Away means beyond 4 FWHM of a source of magnitude 25.5 and, for brighter ones, beyond
-        the radius where their Moffat wing (intensity ~ r^-2beta) falls to what a 25.5 mag
-        source has at 4 FWHM: 4 FWHM x (flux ratio)^(1/2beta), e.g. 20 FWHM for a 15 mag star
-        with beta 3. A fixed 4 FWHM let the wing of a bright star count as a cosmic-ray residual.
+        With ``wings``, brighter sources are avoided out to where their Moffat wing (intensity
+        ~ r^-2beta) falls to what a 25.5 mag source has at 4 FWHM: 4 FWHM x (flux
+        ratio)^(1/2beta), at most 20 FWHM (a 15 mag star with beta 3). Used where single pixels
+        are judged (cosmic-ray residuals: a bright star's wing once counted as one); the noise
+        statistics keep the plain 4 FWHM (in a crowded field the wings leave no sky).
         """
         data, header = self.stack["SCI"]
         mask = self.stack["MASK"][0]
@@ -252,7 +253,8 @@ class TruthCheck:
         sx, sy = wcs.world_to_pixel(SkyCoord(cat["ra"], cat["dec"], unit="deg"))
         bright = np.asarray(cat["mag"] < 25.5)
         beta = float(self.truth.get("moffat_beta", 3.0))
-        radius = 4 * header["FWHM"] * 10 ** (-0.4 * (np.asarray(cat["mag"])[bright] - 25.5) / (2 * beta))
+        growth = 10 ** (-0.4 * (np.asarray(cat["mag"])[bright] - 25.5) / (2 * beta)) if wings else 1.0
+        radius = 4 * header["FWHM"] * np.clip(growth, 1.0, 5.0) * np.ones(int(bright.sum()))
         tree = cKDTree(np.column_stack([sx[bright], sy[bright]]))
         points = np.column_stack([ix, iy])
         near = np.zeros(len(points), bool)
@@ -276,7 +278,7 @@ class TruthCheck:
         with fits.open(self.root / "truth" / "cr_masks.fits") as crs:
             for frame in self.science:
                 y, x = np.nonzero(crs[frame["file"]].data)
-                iy, ix = self.isolated_stack_pixels(self.true_wcs(frame).pixel_to_world(x, y))
+                iy, ix = self.isolated_stack_pixels(self.true_wcs(frame).pixel_to_world(x, y), wings=True)
                 out[frame["file"]] = (float(self.snr[iy, ix].max()) if iy.size else math.nan, int(iy.size))
         return out
 
