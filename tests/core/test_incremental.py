@@ -10,18 +10,9 @@ from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from tests.support.required import require_module
+from tests.support.runs import items_made
 
 require_module("potpyri_gemini")
-
-
-def _done(summary) -> dict[str, list[str]]:
-    """Items per stage that were (re)made, not found up to date."""
-    made: dict[str, list[str]] = {}
-    for r in summary.results:
-        assert r.ok, (r.stage, r.item, r.message)
-        if r.message != "up to date":
-            made.setdefault(r.stage, []).append(r.item)
-    return made
 
 
 def test_reruns_redo_only_what_changed(tmp_path):
@@ -36,7 +27,7 @@ def test_reruns_redo_only_what_changed(tmp_path):
 
     def run(**options):
         opts = RunOptions(proc=1, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"), **options)
-        return _done(Pipeline(gmos, tmp_path, opts, pm).run())
+        return items_made(Pipeline(gmos, tmp_path, opts, pm).run())
 
     first = run()
     assert len(first["frames"]) == 2 and first["stack"] and first["photometry"]

@@ -15,6 +15,7 @@ from potpyri_core.options import RunOptions
 from potpyri_core.pipeline import Pipeline
 from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
+from tests.support.runs import items_made
 
 pytestmark = pytest.mark.slow  # a full reduction (and re-run) of a simulated night
 
@@ -23,13 +24,7 @@ STAGES = ("sort", "calibrations", "frames", "fringe", "sky")
 
 def _run(root: Path, **options) -> dict[str, list[str]]:
     pm = PluginManager()
-    summary = Pipeline(pm.instrument("GMOS-N"), root, RunOptions(proc=2, stages=STAGES, **options), pm).run()
-    made: dict[str, list[str]] = {}
-    for r in summary.results:
-        assert r.ok, (r.stage, r.item, r.message)
-        if r.message != "up to date":
-            made.setdefault(r.stage, []).append(r.item)
-    return made
+    return items_made(Pipeline(pm.instrument("GMOS-N"), root, RunOptions(proc=2, stages=STAGES, **options), pm).run())
 
 
 def _frames(root: Path) -> dict[str, np.ndarray]:

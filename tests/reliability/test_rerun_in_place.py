@@ -18,6 +18,7 @@ from potpyri_core.plugins import PluginManager
 from potpyri_core.simulate.instrument_night import simulate_instrument_night
 from potpyri_core.stageinput import KEPT_DIR, LostInputError, input_frame, input_header
 from tests.support.required import require_module
+from tests.support.runs import items_made
 
 require_module("potpyri_gemini")
 
@@ -28,12 +29,7 @@ def _reduce(pm, root: Path, **params) -> dict[str, list[str]]:
     """Reduce ``root`` (one process, the night's saved catalogs); items per stage that were made."""
     refcat = root / "refcat"
     opts = RunOptions(proc=1, catalogs=(refcat / "gaia_dr3.ecsv", refcat / "ps1.ecsv"), params=params)
-    made: dict[str, list[str]] = {}
-    for r in Pipeline(pm.instrument("GMOS-N"), root, opts, pm).run().results:
-        assert r.ok, (r.stage, r.item, r.message)
-        if r.message != "up to date":
-            made.setdefault(r.stage, []).append(r.item)
-    return made
+    return items_made(Pipeline(pm.instrument("GMOS-N"), root, opts, pm).run())
 
 
 def _assert_same_products(red_a: Path, red_b: Path) -> None:
