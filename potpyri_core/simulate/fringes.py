@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .geometry import true_runs
+
 if TYPE_CHECKING:
     from .scene import SceneConfig
 
@@ -36,17 +38,7 @@ _WAVELENGTH_PX = (700.0, 2500.0)
 
 def ccd_columns(cfg: SceneConfig) -> list[tuple[int, int]]:
     """Column ranges ``[x0, x1)`` of the CCDs: the columns between chip gaps."""
-    gap = cfg.gap_mask()
-    out, start = [], None
-    for x, is_gap in enumerate(gap):
-        if not is_gap and start is None:
-            start = x
-        if is_gap and start is not None:
-            out.append((start, x))
-            start = None
-    if start is not None:
-        out.append((start, cfg.nx))
-    return out
+    return true_runs(~cfg.gap_mask())
 
 
 def fringe_pattern(cfg: SceneConfig) -> np.ndarray:

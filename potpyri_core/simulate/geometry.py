@@ -31,6 +31,13 @@ from potpyri_core.settings import (
 )
 
 
+def true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Index ranges ``[start, end)`` of the runs of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], np.asarray(flags, bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 @dataclass(frozen=True)
 class SimPlacement:
     """One amplifier of a simulated frame: raw layout (binned, 0-based slices) and its

@@ -44,16 +44,7 @@ def focal_plane(instrument: InstrumentSettings, binning: int) -> tuple[tuple[int
     covered = np.zeros(nx, bool)
     for p in places:
         covered[p.mosaic_x] = True
-    gaps, start = [], None
-    for x, c in enumerate(covered):
-        if not c and start is None:
-            start = x
-        if c and start is not None:
-            gaps.append((start, x))
-            start = None
-    if start is not None:
-        gaps.append((start, nx))
-    return (ny, nx), gaps
+    return (ny, nx), geometry.true_runs(~covered)
 
 
 def scene_config(instrument: InstrumentSettings, binning: int = 2, **overrides: Any) -> SceneConfig:
